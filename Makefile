@@ -1,0 +1,78 @@
+# Daz: `make` builds bin/daz; `make run` runs the bot; `make test` runs every
+# test (installing and starting what it needs); `make bench` prints figures.
+
+PKGS      := libwebsockets libuv libpq lua5.4 libcurl libmicrohttpd jansson
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+WARNINGS  := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter
+BUILD_ID  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+DEFS      := -D_GNU_SOURCE -DDAZ_BUILD='"$(BUILD_ID)"'
+
+SRCS      := $(wildcard src/*.c)
+CORE_LUA  := $(sort $(wildcard lua/core/*.lua))
+GEN       := build/gen/embedded_lua.c
+
+# Release build and the sanitizer build the tests run.
+REL_OBJS  := $(patsubst src/%.c,build/rel/%.o,$(SRCS)) build/rel/embedded_lua.o
+ASAN_OBJS := $(patsubst src/%.c,build/asan/%.o,$(SRCS)) build/asan/embedded_lua.o
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+# C unit tests: spec/c/<unit>_test.c, linked with the sanitizer objects.
+C_TESTS   := $(patsubst spec/c/%.c,build/tests/%,$(wildcard spec/c/*_test.c))
+LIB_OBJS  := $(filter-out build/asan/main.o,$(ASAN_OBJS))
+
+.PHONY: all deps asan test run bench fuzz clean check-config
+
+all: bin/daz
+
+deps:
+	@scripts/deps
+
+bin/daz: $(REL_OBJS) | bin
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+bin/daz-asan: $(ASAN_OBJS) | bin
+	$(CC) -O1 -g $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+asan: bin/daz-asan $(C_TESTS)
+
+build/rel/%.o: src/%.c src/*.h | build/rel
+	$(CC) $(CFLAGS) $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/asan/%.o: src/%.c src/*.h | build/asan
+	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/rel/embedded_lua.o: $(GEN) | build/rel
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/asan/embedded_lua.o: $(GEN) | build/asan
+	$(CC) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+$(GEN): $(CORE_LUA) scripts/embed-lua | build/gen
+	lua5.4 scripts/embed-lua $@ $(CORE_LUA)
+
+build/tests/%: spec/c/%.c $(LIB_OBJS) spec/c/tap.h | build/tests
+	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -Ispec/c -o $@ $< $(LIB_OBJS) $(PKG_LIBS)
+
+bin build/rel build/asan build/gen build/tests:
+	mkdir -p $@
+
+test: deps
+	@scripts/test
+
+run: deps bin/daz
+	@scripts/run
+
+check-config: bin/daz
+	bin/daz -config config.lua -check-config
+
+bench: deps
+	@scripts/bench
+
+fuzz: deps
+	@scripts/fuzz
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,56 @@
+-- Daz configuration. This file is Lua: it returns one table. It runs in a
+-- sandbox — os.getenv, string, table and math are available; io, os.execute
+-- and require are not. Keep secrets out of this file: read them from the
+-- environment as below.
+--
+-- Any setting can also be forced from the environment with
+-- DAZ_<SECTION>__<KEY>=value ("__" between levels), e.g.
+--   DAZ_HEALTH__PORT=9090  DAZ_LOG__LEVEL=debug  DAZ_CORE__DATABASE__URL=postgresql://...
+-- and flags (-health-port, -verbose) win over both.
+-- Check a file without starting anything: bin/daz -config config.lua -check-config
+
+-- Join one channel when DAZ_CHANNEL is set (make run works without it too).
+local channel = os.getenv("DAZ_CHANNEL")
+
+return {
+  core = {
+    -- The CyTube server; a room may name its own.
+    server = os.getenv("DAZ_SERVER") or "https://cytu.be",
+
+    rooms = channel and {
+      {
+        channel = channel,
+        username = os.getenv("DAZ_USERNAME") or "dazbot",
+        password = os.getenv("DAZ_PASSWORD"),   -- nil: log in as a guest
+        -- channel_password = os.getenv("DAZ_CHANNEL_PASSWORD"),
+        enabled = true,
+        reconnect_attempts = 10,                -- attempts per cycle (2 s .. 5 min backoff)
+        cooldown_minutes = 2,                   -- pause between cycles
+      },
+    } or {},
+
+    -- No database here: `make run` starts a private PostgreSQL under var/.
+    -- A real server is one line away:
+    -- database = { url = os.getenv("DAZ_DATABASE_URL") },
+    -- database = { host = "localhost", port = 5432, database = "daz", user = "daz",
+    --              password = os.getenv("DAZ_DB_PASSWORD"), pool_size = 4 },
+  },
+
+  -- Queue bound per event type (longest prefix wins); full queues drop and count.
+  event_bus = {
+    buffer_sizes = { ["cytube.event"] = 5000, ["sql."] = 1000 },
+  },
+
+  -- Health and metrics: /health, /health/live, /health/ready, /metrics.
+  health = { enabled = true, port = 8080, bind = "127.0.0.1" },
+
+  log = { level = "info", format = "auto" },   -- format: auto (text on a terminal, else JSON), text, json
+
+  -- Where plugins are found; add your own folders.
+  plugin_dirs = { "lua/plugins" },
+
+  -- Per-plugin settings; enabled = false skips a plugin.
+  plugins = {
+    -- eventfilter = { prefix = "!", default_cooldown = 5, admins = { "owner" } },
+  },
+}

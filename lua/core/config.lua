@@ -1,0 +1,443 @@
+-- config: evaluates config.lua in a sandbox, applies DAZ_* environment and
+-- command-line overrides, validates every key against the schema below and
+-- fills in defaults. Embedded in bin/daz at build time; called by src/config.c.
+--
+-- Every problem is reported as one line "<path>: <what is wrong>", and all of
+-- them are reported at once, so an operator fixes a file in one pass.
+
+local M = {}
+
+------------------------------------------------------------------------------
+-- Schema: small constructors that describe each value.
+
+local function node(kind, opts)
+  opts = opts or {}
+  opts.kind = kind
+  return opts
+end
+
+local function str(opts) return node("string", opts) end
+local function int(opts) return node("integer", opts) end
+local function num(opts) return node("number", opts) end
+local function bool(opts) return node("boolean", opts) end
+local function enum(values, opts)
+  opts = opts or {}
+  opts.values = values
+  return node("enum", opts)
+end
+local function record(fields, opts)
+  opts = opts or {}
+  opts.fields = fields
+  return node("record", opts)
+end
+local function array(of, opts)
+  opts = opts or {}
+  opts.of = of
+  return node("array", opts)
+end
+local function map(of, opts)
+  opts = opts or {}
+  opts.of = of
+  return node("map", opts)
+end
+-- A table whose keys belong to someone else (a plugin validates its own).
+local function free(opts) return node("free", opts) end
+
+local function range(lo, hi)
+  return function(v)
+    if (lo and v < lo) or (hi and v > hi) then
+      if lo and hi then return ("must be between %s and %s, got %s"):format(lo, hi, v) end
+      if lo then return ("must be at least %s, got %s"):format(lo, v) end
+      return ("must be at most %s, got %s"):format(hi, v)
+    end
+  end
+end
+
+local function url_check(v)
+  if not v:match("^https?://[^/%s]+") then
+    return ("must be an http:// or https:// URL, got %q"):format(v)
+  end
+end
+
+-- CyTube's own rule for channel names (src/utilities.js isValidChannelName).
+local function channel_check(v)
+  if not v:match("^[%w_-]+$") or #v > 30 then
+    return ("must be 1-30 letters, digits, '_' or '-', got %q"):format(v)
+  end
+end
+
+local function nonempty(v)
+  if v == "" then return "must not be empty" end
+end
+
+local room = record({
+  channel = str { required = true, check = channel_check },
+  username = str { check = nonempty },        -- absent: join without logging in
+  password = str { secret = true },           -- absent: a guest login
+  channel_password = str { secret = true },   -- for channels that ask (needPassword)
+  server = str { check = url_check },         -- overrides core.server for this room
+  enabled = bool { default = true },
+  reconnect_attempts = int { default = 10, check = range(1, 1000) },
+  cooldown_minutes = num { default = 2, check = range(0, 1440) },
+})
+
+M.schema = record({
+  core = record({
+    server = str { default = "https://cytu.be", check = url_check },
+    rooms = array(room, { default = {} }),
+    database = record({
+      url = str { secret_url = true },       -- a libpq URI or "key=value" string
+      host = str {},
+      port = int { check = range(1, 65535) },
+      database = str {},
+      user = str {},
+      password = str { secret = true },
+      sslmode = enum { "disable", "allow", "prefer", "require", "verify-ca", "verify-full" },
+      pool_size = int { default = 4, check = range(1, 64) },
+      connect_timeout_s = int { default = 10, check = range(1, 600) },
+    }),
+  }, { default = {} }),
+  event_bus = record({
+    buffer_sizes = map(int { check = range(1, 10000000) }, { default = {} }),
+    default_buffer_size = int { default = 1000, check = range(1, 10000000) },
+    dispatch_per_turn = int { default = 1000, check = range(1, 1000000) },
+  }, { default = {} }),
+  health = record({
+    enabled = bool { default = true },
+    port = int { default = 8080, check = range(0, 65535) },
+    bind = str { default = "127.0.0.1", check = nonempty },
+  }, { default = {} }),
+  log = record({
+    level = enum({ "debug", "info", "warn", "error" }, { default = "info" }),
+    format = enum({ "auto", "text", "json" }, { default = "auto" }),
+  }, { default = {} }),
+  plugin_dirs = array(str { check = nonempty }, { default = { "lua/plugins" } }),
+  plugin_host = record({
+    -- Lua VM instructions one handler call may run before it is aborted.
+    instruction_budget = int { default = 10000000, check = range(1000, 1000000000) },
+    -- Errors within a minute after which a plugin is reported degraded.
+    degraded_after_errors = int { default = 10, check = range(1, 1000000) },
+    inbox_size = int { default = 10000, check = range(1, 10000000) },
+  }, { default = {} }),
+  plugins = map(free(), { default = {} }),
+  spool = record({
+    dir = str { default = "var/spool", check = nonempty },
+    max_bytes = int { default = 256 * 1024 * 1024, check = range(1024, 1 << 40) },
+  }, { default = {} }),
+})
+
+------------------------------------------------------------------------------
+-- Paths as operators read them: core.rooms[2].channel, plugins["my-plugin"].
+
+local function join_path(path, key)
+  if type(key) == "number" then return ("%s[%d]"):format(path, key) end
+  if key:match("^[%a_][%w_]*$") then
+    return path == "" and key or (path .. "." .. key)
+  end
+  return ("%s[%q]"):format(path, key)
+end
+
+local function describe(v)
+  local t = math.type(v) or type(v)
+  if t == "float" or t == "integer" then return "number" end
+  return t
+end
+
+local article = { integer = "an integer", enum = "a string", record = "a table",
+  array = "a list", map = "a table", free = "a table" }
+
+local function expected(kind)
+  return article[kind] or ("a " .. kind)
+end
+
+------------------------------------------------------------------------------
+-- Validation: returns the value with defaults filled in; appends problems.
+
+local validate
+
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+  end
+  return n == #t
+end
+
+local function check_kind(s, v)
+  local k = s.kind
+  if k == "string" or k == "enum" then return type(v) == "string" end
+  if k == "integer" then return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2^53) end
+  if k == "number" then return type(v) == "number" end
+  if k == "boolean" then return type(v) == "boolean" end
+  return type(v) == "table"
+end
+
+validate = function(s, v, path, problems)
+  if v == nil then
+    if s.required then
+      problems[#problems + 1] = path .. ": is required"
+      return nil
+    end
+    if s.default == nil then return nil end
+    v = s.default
+    if type(v) == "table" then
+      local copy = {}
+      for k, x in pairs(v) do copy[k] = x end
+      v = copy
+    end
+  end
+  if not check_kind(s, v) then
+    problems[#problems + 1] = ("%s: expected %s, got %s"):format(path, expected(s.kind), describe(v))
+    return nil
+  end
+  if s.kind == "integer" then v = math.tointeger(v) end
+  if s.kind == "enum" then
+    local ok = false
+    for _, allowed in ipairs(s.values) do if v == allowed then ok = true end end
+    if not ok then
+      problems[#problems + 1] = ("%s: must be one of %s, got %q"):format(path, table.concat(s.values, ", "), v)
+      return nil
+    end
+  elseif s.kind == "record" then
+    local out = {}
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or not s.fields[k] then
+        problems[#problems + 1] = join_path(path, type(k) == "string" and k or tostring(k)) .. ": unknown key"
+      else
+        out[k] = x
+      end
+    end
+    local keys = {}
+    for k in pairs(s.fields) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      out[k] = validate(s.fields[k], out[k], join_path(path, k), problems)
+    end
+    v = out
+  elseif s.kind == "array" then
+    if not is_array(v) then
+      problems[#problems + 1] = path .. ": expected a list (keys 1..n), got a table with other keys"
+      return nil
+    end
+    local out = {}
+    for i = 1, #v do out[i] = validate(s.of, v[i], join_path(path, i), problems) end
+    v = out
+  elseif s.kind == "map" then
+    local out = {}
+    for k, x in pairs(v) do
+      if type(k) ~= "string" then
+        problems[#problems + 1] = ("%s: keys must be strings, got %s"):format(path, describe(k))
+      else
+        out[k] = validate(s.of, x, join_path(path, k), problems)
+      end
+    end
+    v = out
+  elseif s.kind == "free" then
+    if v.enabled ~= nil and type(v.enabled) ~= "boolean" then
+      problems[#problems + 1] = ("%s: expected a boolean, got %s"):format(join_path(path, "enabled"), describe(v.enabled))
+    end
+  end
+  if s.check then
+    local why = s.check(v)
+    if why then problems[#problems + 1] = path .. ": " .. why end
+  end
+  return v
+end
+
+------------------------------------------------------------------------------
+-- Overrides: DAZ_HEALTH__PORT=9000 sets health.port; "__" separates levels,
+-- so keys with single underscores keep them (DAZ_EVENT_BUS__DEFAULT_BUFFER_SIZE).
+-- A numeric level indexes a list (DAZ_CORE__ROOMS__1__PASSWORD).
+
+-- The schema node at a path (nil for paths inside free tables: any scalar goes).
+local function schema_at(segments)
+  local s = M.schema
+  for _, seg in ipairs(segments) do
+    if s == nil or s.kind == "free" then return nil, true end
+    if s.kind == "record" then s = s.fields[seg]
+    elseif s.kind == "array" then
+      if math.type(seg) ~= "integer" then return nil, false end
+      s = s.of
+    elseif s.kind == "map" then s = s.of
+    else return nil, false end
+    if s == nil then return nil, false end
+  end
+  return s, true
+end
+
+local function convert(s, text)
+  local kind = s and s.kind
+  if kind == "integer" then
+    local n = math.tointeger(tonumber(text))
+    if n == nil then return nil, ("expected an integer, got %q"):format(text) end
+    return n
+  elseif kind == "number" then
+    local n = tonumber(text)
+    if n == nil then return nil, ("expected a number, got %q"):format(text) end
+    return n
+  elseif kind == "boolean" then
+    local b = ({ ["true"] = true, ["1"] = true, yes = true, on = true,
+                 ["false"] = false, ["0"] = false, no = false, off = false })[text:lower()]
+    if b == nil then return nil, ("expected true or false, got %q"):format(text) end
+    return b
+  elseif kind == "string" or kind == "enum" then
+    return text
+  elseif kind == nil then
+    -- Inside a plugin's free table: guess the obvious type.
+    if text == "true" then return true elseif text == "false" then return false end
+    return math.tointeger(tonumber(text)) or tonumber(text) or text
+  end
+  return nil, "cannot be set from text (it is a table)"
+end
+
+local function apply_override(cfg, o, problems)
+  local segments, shown = {}, {}
+  for part in (o.path .. "."):gmatch("([^.]*)%.") do
+    local seg = math.tointeger(tonumber(part)) or part
+    segments[#segments + 1] = seg
+    shown[#shown + 1] = tostring(seg)
+  end
+  local where = o.source .. " (" .. table.concat(shown, ".") .. ")"
+  for _, seg in ipairs(segments) do
+    if seg == "" then
+      problems[#problems + 1] = where .. ": malformed setting name"
+      return
+    end
+  end
+  local s, known = schema_at(segments)
+  if not s and not known then
+    problems[#problems + 1] = where .. ": no such setting"
+    return
+  end
+  local value, why = convert(s, o.value)
+  if why then
+    problems[#problems + 1] = where .. ": " .. why
+    return
+  end
+  local t = cfg
+  for i = 1, #segments - 1 do
+    local seg = segments[i]
+    if t[seg] == nil then t[seg] = {} end
+    if type(t[seg]) ~= "table" then
+      problems[#problems + 1] = where .. ": cannot set inside a " .. describe(t[seg])
+      return
+    end
+    t = t[seg]
+  end
+  t[segments[#segments]] = value
+end
+
+------------------------------------------------------------------------------
+-- Secrets: everything marked secret, plus URL passwords and any plugin key
+-- whose name says it is one. The C side hands them to the logger's mask.
+
+local secret_key = { password = true, token = true, secret = true, api_key = true, apikey = true }
+
+local function collect_secrets(s, v, out)
+  if v == nil then return end
+  if s and s.secret and type(v) == "string" then out[#out + 1] = v end
+  if s and s.secret_url and type(v) == "string" then
+    local pw = v:match("^%a[%w+.-]*://[^:/@]*:([^@/]+)@") or v:match("password%s*=%s*'?([^%s']+)")
+    if pw then out[#out + 1] = pw end
+  end
+  if type(v) ~= "table" then return end
+  for k, x in pairs(v) do
+    local child
+    if s and s.kind == "record" then child = s.fields[k]
+    elseif s and (s.kind == "array" or s.kind == "map") then child = s.of end
+    if (not child or child.kind == "free") and type(k) == "string" and type(x) == "string" then
+      local lk = k:lower()
+      for word in pairs(secret_key) do
+        if lk:find(word, 1, true) then out[#out + 1] = x break end
+      end
+    end
+    collect_secrets(child, x, out)
+  end
+end
+
+------------------------------------------------------------------------------
+-- Sandboxed evaluation of config.lua.
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function sandbox()
+  return {
+    os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
+    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
+    tostring = tostring, tonumber = tonumber, error = error, assert = assert,
+    pcall = pcall, rawget = rawget, rawset = rawset, rawequal = rawequal,
+    rawlen = rawlen, setmetatable = setmetatable,
+    require = function() error("require is not available in config.lua", 2) end,
+  }
+end
+
+-- One line, without the traceback an operator does not need.
+local function first_line(msg)
+  return (tostring(msg):match("^[^\n]*"))
+end
+
+local function evaluate(path)
+  local f = io.open(path, "rb")
+  if not f then
+    local _, err = io.open(path, "rb")
+    return nil, ("%s: cannot read: %s"):format(path, (err or "?"):gsub("^[^:]*: ", ""))
+  end
+  local text = f:read("a")
+  f:close()
+  local chunk, err = load(text, "@" .. path, "t", sandbox())
+  if not chunk then return nil, first_line(err) end
+  -- A config file that loops forever must not hang the start.
+  debug.sethook(function() error("config.lua ran too long (an endless loop?)", 2) end, "", 100000000)
+  local ok, result = pcall(chunk)
+  debug.sethook()
+  if not ok then return nil, path .. ": error while running: " .. first_line(result) end
+  if type(result) ~= "table" then
+    return nil, ("%s: must return a table, got %s"):format(path, describe(result))
+  end
+  return result
+end
+
+-- load(path, overrides) -> config, secrets | nil, { problem lines }
+-- overrides: list of { path = "health.port", value = "9000", source = "DAZ_HEALTH__PORT" },
+-- applied in order (environment first, then flags).
+function M.load(path, overrides)
+  local cfg, err = evaluate(path)
+  if not cfg then return nil, { err } end
+  local problems = {}
+  for _, o in ipairs(overrides or {}) do apply_override(cfg, o, problems) end
+  local valid = validate(M.schema, cfg, "", problems)
+  if #problems > 0 then return nil, problems end
+  local secrets = {}
+  collect_secrets(M.schema, valid, secrets)
+  return valid, secrets
+end
+
+-- A one-line rendering of a config table for the debug log. Secrets are
+-- left in on purpose: the logger masks them, and a spec proves it does.
+function M.describe(v)
+  if type(v) ~= "table" then
+    return type(v) == "string" and ("%q"):format(v) or tostring(v)
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. M.describe(k) .. "]")
+    parts[#parts + 1] = key .. "=" .. M.describe(v[k])
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- The environment variable name for a setting path, for messages and docs.
+function M.env_name(path)
+  return "DAZ_" .. path:gsub("%.", "__"):upper()
+end
+
+return M

@@ -1,0 +1,65 @@
+-- bin/daz as a process: signals, orderly shutdown, and logs that never
+-- carry a secret.
+local h = require("helpers")
+local daz = require("daz")
+
+describe("daz process", function()
+  after_each(h.cleanup_tmp)
+
+  for _, sig in ipairs({ "TERM", "INT" }) do
+    it("exits 0 within 2 s on SIG" .. sig .. " with no sanitizer report", function()
+      local p = daz.start({ config = "return {}" })
+      p.wait_log("ready")
+      local t0 = h.now()
+      p.signal(sig)
+      local code = p.wait_exit(2)
+      assert.equals(0, code, p.output())
+      assert.is_true(h.now() - t0 < 2)
+      assert.is_nil(daz.sanitizer_reports(p.pid))
+      p.wait_log("stopped")
+    end)
+  end
+
+  it("keeps running on SIGHUP (reserved for plugin reload)", function()
+    local p = daz.start({ config = "return {}" })
+    p.wait_log("ready")
+    p.signal("HUP")
+    p.wait_log("SIGHUP")
+    assert.is_true(p.running())
+    assert.equals(0, p.stop_clean())
+  end)
+
+  it("writes JSON lines when stderr is not a terminal", function()
+    local p = daz.start({ config = "return {}" })
+    local line = p.wait_log("ready")
+    assert.equals("info", line.level)
+    assert.truthy(line.ts and line.component)
+    p.stop_clean()
+  end)
+
+  it("never logs a password from config.lua or the environment", function()
+    local secret_cfg, secret_env, secret_db = "cfg-Secret-9f3a", "env-Secret-7c21", "dbpw-Secret-55"
+    local p = daz.start({
+      config = ([[return {
+        core = {
+          rooms = { { channel = "r1", username = "bot", password = %q },
+                    { channel = "r2", username = "bot", password = os.getenv("DAZ_PASSWORD") } },
+          database = { url = "postgresql://daz:%s@127.0.0.1:1/daz" },
+        },
+        plugins = { something = { api_token = "tok-Secret-1234" } },
+      }]]):format(secret_cfg, secret_db),
+      env = { DAZ_PASSWORD = secret_env, DAZ_CORE__ROOMS__1__CHANNEL_PASSWORD = "chanpw-Secret-42" },
+      args = { "-verbose" },
+    })
+    p.wait_log("ready")
+    p.stop_clean()
+    local out = p.output()
+    -- The debug log does print the config; the secrets in it must be masked.
+    assert.truthy(out:find("effective config", 1, true), out)
+    assert.truthy(out:find("***", 1, true), out)
+    assert.truthy(#out > 0)
+    for _, s in ipairs({ secret_cfg, secret_env, secret_db, "tok-Secret-1234", "chanpw-Secret-42" }) do
+      assert.is_nil(out:find(s, 1, true), "secret " .. s .. " leaked:\n" .. out)
+    end
+  end)
+end)
