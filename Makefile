@@ -23,7 +23,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 C_TESTS   := $(patsubst spec/c/%.c,build/tests/%,$(wildcard spec/c/*_test.c))
 LIB_OBJS  := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps asan test run bench fuzz clean check-config
+.PHONY: all deps asan test run bench clean check-config
 
 all: bin/daz
 
@@ -56,7 +56,10 @@ $(GEN): $(CORE_LUA) scripts/embed-lua | build/gen
 build/tests/%: spec/c/%.c $(LIB_OBJS) spec/c/tap.h | build/tests
 	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -Ispec/c -o $@ $< $(LIB_OBJS) $(PKG_LIBS)
 
-bin build/rel build/asan build/gen build/tests:
+build/bench/bus_bench: bench/bus_bench.c src/bus.c src/event.c src/log.c src/*.h | build/bench
+	$(CC) -O2 -g $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -o $@ bench/bus_bench.c src/bus.c src/event.c src/log.c $(PKG_LIBS)
+
+bin build/rel build/asan build/gen build/tests build/fuzz build/bench:
 	mkdir -p $@
 
 test: deps
@@ -71,8 +74,22 @@ check-config: bin/daz
 bench: deps
 	@scripts/bench
 
-fuzz: deps
-	@scripts/fuzz
+# libFuzzer targets: fuzz/<name>_fuzz.c, each run for FUZZ_SECONDS from its
+# seed corpus fuzz/corpus/<name> (new inputs collect in build/fuzz/).
+FUZZ_SECONDS ?= 60
+FUZZ_BINS := $(patsubst fuzz/%_fuzz.c,build/fuzz/%_fuzz,$(wildcard fuzz/*_fuzz.c))
+
+fuzz: deps $(FUZZ_BINS)
+	@for t in $(FUZZ_BINS); do \
+	  n=$$(basename $$t _fuzz); mkdir -p build/fuzz/corpus-$$n; \
+	  echo "== $$t for $(FUZZ_SECONDS) s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 \
+	    build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; \
+	done
+
+build/fuzz/socketio_fuzz: fuzz/socketio_fuzz.c src/socketio.c src/socketio.h | build/fuzz
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) -Werror $(DEFS) \
+	  $(shell pkg-config --cflags jansson) -Isrc -o $@ fuzz/socketio_fuzz.c src/socketio.c $(shell pkg-config --libs jansson)
 
 clean:
 	rm -rf build bin

@@ -147,6 +147,17 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
     out->health_bind = dup_field(L, "bind");
     lua_pop(L, 1);
 
+    lua_getfield(L, -1, "event_bus");
+    out->bus_default_capacity = (long)int_field(L, "default_buffer_size");
+    out->bus_dispatch_per_turn = (long)int_field(L, "dispatch_per_turn");
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, "plugin_host");
+    out->host_instruction_budget = (long)int_field(L, "instruction_budget");
+    out->host_degraded_after_errors = (long)int_field(L, "degraded_after_errors");
+    out->host_inbox_size = (long)int_field(L, "inbox_size");
+    lua_pop(L, 1);
+
     lua_getfield(L, -1, "core");
     lua_getfield(L, -1, "rooms");
     out->room_count = (int)luaL_len(L, -1);
@@ -181,4 +192,23 @@ void config_free(lua_State *L, struct daz_config *cfg)
     if (L && cfg->lua_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, cfg->lua_ref);
     cfg->lua_ref = LUA_NOREF;
+}
+
+int config_each_buffer_size(lua_State *L, const struct daz_config *cfg, config_size_fn fn, void *ctx)
+{
+    int rc = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cfg->lua_ref);
+    lua_getfield(L, -1, "event_bus");
+    lua_getfield(L, -1, "buffer_sizes");
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, -2) != 0) {
+        rc = fn(lua_tostring(L, -2), (long)lua_tointeger(L, -1), ctx);
+        lua_pop(L, 1);
+    }
+    if (rc != 0)
+        lua_pop(L, 2); /* key and table left by the interrupted lua_next */
+    else
+        lua_pop(L, 1);
+    lua_pop(L, 2);
+    return rc;
 }

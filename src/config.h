@@ -21,6 +21,11 @@ struct daz_config {
     int health_enabled;
     int health_port;
     char *health_bind;
+    long bus_default_capacity;
+    long bus_dispatch_per_turn;
+    long host_instruction_budget;
+    long host_degraded_after_errors;
+    long host_inbox_size;
     int room_count;
     int database_configured; /* core.database names a server; else the local cluster */
     char *description; /* the whole config on one line, for the debug log */
@@ -39,5 +44,9 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
 int config_env_overrides(struct config_override *overrides, int max, char *arena, size_t arena_size);
 
 void config_free(lua_State *L, struct daz_config *cfg);
+
+/* Calls fn(prefix, size, ctx) for each event_bus.buffer_sizes entry. */
+typedef int (*config_size_fn)(const char *prefix, long size, void *ctx);
+int config_each_buffer_size(lua_State *L, const struct daz_config *cfg, config_size_fn fn, void *ctx);
 
 #endif

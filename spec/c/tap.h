@@ -10,8 +10,9 @@ static int tap_count, tap_failed;
 
 #define ok(cond, ...)                                                        \
     do {                                                                     \
+        int ok_ = (cond) ? 1 : 0; /* evaluated once: it may have effects */  \
         tap_count++;                                                         \
-        if (cond) {                                                          \
+        if (ok_) {                                                           \
             printf("ok %d - ", tap_count);                                   \
         } else {                                                             \
             tap_failed++;                                                    \
@@ -19,7 +20,7 @@ static int tap_count, tap_failed;
         }                                                                    \
         printf(__VA_ARGS__);                                                 \
         printf("\n");                                                        \
-        if (!(cond))                                                         \
+        if (!ok_)                                                            \
             printf("# failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
     } while (0)
 

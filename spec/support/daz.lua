@@ -31,6 +31,15 @@ function M.run(args, env)
   return h.sh("cd " .. h.shquote(h.root) .. " && env " .. table.concat(parts, " "))
 end
 
+-- Write plugin files (name -> Lua source) into a fresh directory; returns it.
+function M.plugin_dir(plugins)
+  local dir = h.tmpdir()
+  for name, source in pairs(plugins) do
+    h.write_file(dir .. "/" .. name .. ".lua", source)
+  end
+  return dir
+end
+
 -- Start daz in the background. opts: config (Lua text) or config_path,
 -- args, env. Logs are JSON lines (stderr is not a terminal).
 function M.start(opts)
@@ -62,6 +71,22 @@ function M.start(opts)
         error("daz exited (" .. tostring(p.exit_code()) .. ") before logging " .. pattern .. ":\n" .. p.output())
       end
     end, timeout_s or 10, "log line matching " .. pattern)
+  end
+
+  -- Every log line (decoded) whose msg matches pattern.
+  function p.logs(pattern)
+    local out = {}
+    for _, l in ipairs(p.lines()) do
+      if l.msg and l.msg:find(pattern) then out[#out + 1] = l end
+    end
+    return out
+  end
+
+  -- Test plugins report with daz.log.info("RESULT <key> <json>"); wait for
+  -- and decode the latest such report for key.
+  function p.wait_result(key, timeout_s)
+    local line = p.wait_log("^RESULT " .. key .. " ", timeout_s)
+    return cjson.decode(line.msg:sub(#("RESULT " .. key .. " ") + 1))
   end
 
   -- Stop with SIGTERM; returns the exit code. Raises if a sanitizer complained.

@@ -1,0 +1,306 @@
+-- plugins: the plugin manager. Finds plugin files on plugin_dirs, compiles
+-- each into its own _ENV, orders them by `depends`, runs init for all then
+-- start for all, stops them in reverse order, and hot-reloads them.
+-- Embedded in bin/daz; the C side (src/lua_host.c) hands it `core`, the
+-- private functions that own slots, inboxes, tasks and bus handles.
+--
+-- A plugin file returns a table mirroring Go's framework.Plugin:
+--   { name, depends, init(self, bus, config), start(self), stop(self),
+--     status(self), config(self), save(self), restore(self, state) }
+
+local M = {}
+
+local core            -- set by M.start
+local records = {}    -- in start order: { name, path, mtime, slot, handle, P, config }
+local by_name = {}
+
+local function log(level, component, fmt, ...)
+  if select("#", ...) > 0 then fmt = fmt:format(...) end
+  core.log(level, component, fmt)
+end
+
+-- Each plugin sees the globals of the standard library, its own `daz` (whose
+-- log functions carry the plugin's name), and whatever it defines itself.
+-- `who.name` is filled in once the file has said what it is called.
+local function make_env(who)
+  local plog = {}
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    plog[level] = function(fmt, ...)
+      if not core.log_enabled(level) then return end
+      local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+      core.log(level, who.name, msg)
+    end
+  end
+  local pdaz = setmetatable({
+    log = plog,
+    plugins = {
+      status = function() return M.status() end,
+      reload = function(which) core.reload(which) end,
+    },
+    bus_stats = core.bus_stats,
+    lua_refs = core.refs,
+    _bench_pcall = core.bench_pcall, -- the baseline of `make bench`
+  }, { __index = daz })
+  return setmetatable({ daz = pdaz }, { __index = _G })
+end
+
+local function is_list_of_strings(t)
+  if type(t) ~= "table" then return false end
+  for i, v in pairs(t) do
+    if math.type(i) ~= "integer" or type(v) ~= "string" then return false end
+  end
+  return true
+end
+
+-- Compile and run a plugin file; returns the plugin table or nil, err.
+local function compile(path)
+  local who = { name = path }
+  local chunk, err = loadfile(path, "t", make_env(who))
+  if not chunk then return nil, err end
+  local ok, P = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(P) end
+  if type(P) ~= "table" then
+    return nil, ("%s: must return a plugin table, got %s"):format(path, type(P))
+  end
+  if type(P.name) ~= "string" or not P.name:match("^[%w_%-]+$") then
+    return nil, ("%s: the plugin table needs a name (letters, digits, _ or -)"):format(path)
+  end
+  if P.depends ~= nil and not is_list_of_strings(P.depends) then
+    return nil, ("%s: depends must be a list of plugin names"):format(path)
+  end
+  for _, fn in ipairs({ "init", "start", "stop", "status", "config", "save", "restore" }) do
+    if P[fn] ~= nil and type(P[fn]) ~= "function" then
+      return nil, ("%s: %s must be a function"):format(path, fn)
+    end
+  end
+  who.name = P.name
+  return P
+end
+
+-- Discover every plugin file; returns { name = { path, P } } and the order found.
+local function discover(dirs)
+  local found, order = {}, {}
+  for i, dir in ipairs(dirs) do
+    local files, err = core.listdir(dir)
+    if not files then
+      return nil, ("plugin_dirs[%d]: %s"):format(i, err)
+    end
+    for _, file in ipairs(files) do
+      local path = dir .. "/" .. file
+      local P, cerr = compile(path)
+      if not P then return nil, "cannot load plugin " .. cerr end
+      if found[P.name] then
+        return nil, ("plugin %q is defined twice: %s and %s"):format(P.name, found[P.name].path, path)
+      end
+      found[P.name] = { path = path, P = P }
+      order[#order + 1] = P.name
+    end
+  end
+  return found, order
+end
+
+-- Dependency order (stable: discovery order where free); errors name plugins.
+local function sort(found, order, disabled)
+  local sorted, state = {}, {}
+  local function visit(name, chain)
+    if state[name] == "done" then return true end
+    if state[name] == "visiting" then
+      local cycle = {}
+      local from
+      for i, n in ipairs(chain) do if n == name then from = i end end
+      for i = from, #chain do cycle[#cycle + 1] = chain[i] end
+      cycle[#cycle + 1] = name
+      return nil, "plugin dependency cycle: " .. table.concat(cycle, " -> ")
+    end
+    state[name] = "visiting"
+    chain[#chain + 1] = name
+    for _, dep in ipairs(found[name].P.depends or {}) do
+      if not found[dep] then
+        return nil, ("plugin %q depends on %q, which is not installed"):format(name, dep)
+      end
+      if disabled[dep] then
+        return nil, ("plugin %q depends on %q, which is disabled"):format(name, dep)
+      end
+      local ok, err = visit(dep, chain)
+      if not ok then return nil, err end
+    end
+    chain[#chain] = nil
+    state[name] = "done"
+    sorted[#sorted + 1] = name
+    return true
+  end
+  for _, name in ipairs(order) do
+    if not disabled[name] then
+      local ok, err = visit(name, {})
+      if not ok then return nil, err end
+    end
+  end
+  return sorted
+end
+
+-- Calls P[fn](P, ...) as the plugin, protected; returns ok, result_or_err.
+local function call(rec, P, fn, ...)
+  if not P[fn] then return true end
+  return core.plugin_call(rec.slot, P[fn], P, ...)
+end
+
+local function start_one(rec, P, state_to_restore)
+  rec.handle = core.bus_handle(rec.slot)
+  local ok, err = call(rec, P, "init", rec.handle, rec.config)
+  if not ok then return nil, "init failed: " .. tostring(err) end
+  core.plugin_set_state(rec.slot, "initialized")
+  if state_to_restore ~= nil then
+    ok, err = call(rec, P, "restore", state_to_restore)
+    if not ok then return nil, "restore failed: " .. tostring(err) end
+  end
+  return true
+end
+
+local function stop_one(rec)
+  local ok, err = call(rec, rec.P, "stop")
+  if not ok then log("error", rec.name, "stop failed: %s", err) end
+  core.plugin_cancel_registrations(rec.slot)
+  if rec.handle then core.bus_handle_revoke(rec.handle) end
+  rec.handle = nil
+end
+
+-- start(core, config) -> true | nil, err: load, order, init all, start all.
+function M.start(c, config)
+  core = c
+  local found, order = discover(config.plugin_dirs)
+  if not found then return nil, order end
+  local disabled = {}
+  for name, pc in pairs(config.plugins) do
+    if not found[name] then
+      log("warn", "plugins", "plugins.%s: no such plugin on plugin_dirs (setting ignored)", name)
+    elseif pc.enabled == false then
+      disabled[name] = true
+      log("info", "plugins", "%s: disabled by config", name)
+    end
+  end
+  local sorted, err = sort(found, order, disabled)
+  if not sorted then return nil, err end
+
+  for _, name in ipairs(sorted) do
+    local f = found[name]
+    local rec = { name = name, path = f.path, mtime = core.mtime(f.path), P = f.P,
+                  config = config.plugins[name] or {}, slot = core.plugin_new(name) }
+    records[#records + 1] = rec
+    by_name[name] = rec
+    local ok, ierr = start_one(rec, rec.P)
+    if not ok then
+      core.plugin_set_state(rec.slot, "failed")
+      return nil, ("plugin %s: %s"):format(name, ierr)
+    end
+  end
+  for _, rec in ipairs(records) do
+    local ok, serr = call(rec, rec.P, "start")
+    if not ok then
+      core.plugin_set_state(rec.slot, "failed")
+      return nil, ("plugin %s: start failed: %s"):format(rec.name, serr)
+    end
+    core.plugin_set_state(rec.slot, "started")
+  end
+  log("info", "plugins", "%d plugin(s) started: %s", #records,
+    table.concat((function() local n = {} for i, r in ipairs(records) do n[i] = r.name end return n end)(), ", "))
+  return true
+end
+
+-- stop(): every plugin, in reverse start order.
+function M.stop()
+  for i = #records, 1, -1 do
+    local rec = records[i]
+    stop_one(rec)
+    core.plugin_drop_inbox(rec.slot)
+    core.plugin_set_state(rec.slot, "stopped")
+  end
+  records, by_name = {}, {}
+end
+
+-- Swap one plugin for the code now in its file. Returns ok, message.
+local function reload_one(rec)
+  local P, err = compile(rec.path)
+  if not P then
+    log("error", rec.name, "reload failed, the running version stays: %s", err)
+    return nil, err
+  end
+  if P.name ~= rec.name then
+    err = ("%s now names itself %q; a reload cannot rename a plugin"):format(rec.path, P.name)
+    log("error", rec.name, "reload failed, the running version stays: %s", err)
+    return nil, err
+  end
+  -- Deliveries wait in the inbox while the two versions swap.
+  core.plugin_hold(rec.slot, true)
+  local old = rec.P
+  local saved
+  if old.save then
+    local ok, s = call(rec, old, "save")
+    if ok then saved = s else log("error", rec.name, "save failed: %s", s) end
+  end
+  stop_one(rec)
+  local ok, serr = start_one(rec, P, saved)
+  if ok then
+    ok, serr = call(rec, P, "start")
+    if not ok then serr = "start failed: " .. tostring(serr) end
+  end
+  if not ok then
+    log("error", rec.name, "new version failed (%s); restarting the old one", serr)
+    stop_one(rec)
+    local rok, rerr = start_one(rec, old, saved)
+    if rok then rok, rerr = call(rec, old, "start") end
+    if not rok then
+      log("error", rec.name, "the old version failed to restart too: %s", rerr)
+      core.plugin_set_state(rec.slot, "failed")
+    else
+      core.plugin_set_state(rec.slot, "started")
+    end
+    core.plugin_reroute(rec.slot)
+    core.plugin_hold(rec.slot, false)
+    return nil, serr
+  end
+  rec.P = P
+  rec.mtime = core.mtime(rec.path)
+  core.plugin_set_state(rec.slot, "started")
+  core.plugin_reroute(rec.slot)
+  core.plugin_hold(rec.slot, false)
+  log("info", rec.name, "reloaded from %s", rec.path)
+  return true
+end
+
+-- reload(name): that plugin; reload(nil): every plugin whose file changed.
+function M.reload(name)
+  if name then
+    local rec = by_name[name]
+    if not rec then
+      log("warn", "plugins", "reload: no running plugin named %q", name)
+      return nil, "no such plugin: " .. name
+    end
+    return reload_one(rec)
+  end
+  local n, failed = 0, 0
+  for _, rec in ipairs(records) do
+    if core.mtime(rec.path) ~= rec.mtime then
+      n = n + 1
+      if not reload_one(rec) then failed = failed + 1 end
+    end
+  end
+  log("info", "plugins", "reload: %d changed plugin(s), %d failed", n, failed)
+  return failed == 0, ("%d reloaded, %d failed"):format(n - failed, failed)
+end
+
+-- status(): for /health and the debug command.
+function M.status()
+  local out = {}
+  for i, rec in ipairs(records) do
+    local s = core.plugin_stats(rec.slot)
+    s.name = rec.name
+    if rec.P.status then
+      local ok, custom = core.plugin_call(rec.slot, rec.P.status, rec.P)
+      if ok and type(custom) == "table" then s.custom = custom end
+    end
+    out[i] = s
+  end
+  return out
+end
+
+return M
