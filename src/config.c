@@ -145,6 +145,8 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
     lua_pop(L, 1);
     out->health_port = (int)int_field(L, "port");
     out->health_bind = dup_field(L, "bind");
+    out->health_live_timeout_ms = (long)int_field(L, "live_timeout_ms");
+    out->health_refresh_ms = (long)int_field(L, "refresh_ms");
     lua_pop(L, 1);
 
     lua_getfield(L, -1, "event_bus");

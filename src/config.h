@@ -21,6 +21,8 @@ struct daz_config {
     int health_enabled;
     int health_port;
     char *health_bind;
+    long health_live_timeout_ms;
+    long health_refresh_ms;
     long bus_default_capacity;
     long bus_dispatch_per_turn;
     long host_instruction_budget;

@@ -21,6 +21,10 @@
 
 static char WAIT_MARK, DONE_MARK;
 
+const double host_hist_bounds[HOST_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                    0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+
+
 /* The task body: runs fn(ev), then waits for the next. No pcall here: an
  * error ends lua_resume, which leaves the coroutine's stack for a traceback,
  * and the task is replaced — cheaper than a protected call per delivery. */
@@ -92,6 +96,7 @@ struct plugin {
     int errors_in_window;
     int degraded;
     int pumping;
+    unsigned long long hist[HOST_HIST_BUCKETS + 1];
     struct plugin *next;
 };
 
@@ -113,6 +118,15 @@ struct host {
     int reload_pending;
     int closing;
 };
+
+static void observe(struct plugin *p, double seconds)
+{
+    int i = 0;
+    while (i < HOST_HIST_BUCKETS && seconds > host_hist_bounds[i])
+        i++;
+    p->hist[i]++;
+    p->handler_seconds += seconds;
+}
 
 static double now_seconds(void)
 {
@@ -297,7 +311,7 @@ static void task_resume(struct task *t, int nargs)
     h->depth++;
     double start = now_seconds();
     int st = lua_resume(co, h->L, nargs, &nres);
-    p->handler_seconds += now_seconds() - start;
+    observe(p, now_seconds() - start);
     h->depth--;
     h->current = saved;
 
@@ -841,8 +855,11 @@ static int l_plugin_call(lua_State *L)
 
 static int l_plugin_stats(lua_State *L)
 {
+    static const char *const states[] = {"loaded", "initialized", "started", "stopped", "failed"};
     struct plugin *p = lua_touserdata(L, 1);
     lua_createtable(L, 0, 8);
+    lua_pushstring(L, states[p->state]);
+    lua_setfield(L, -2, "state");
     lua_pushinteger(L, (lua_Integer)p->handled);
     lua_setfield(L, -2, "handled");
     lua_pushinteger(L, (lua_Integer)p->errors);
@@ -1051,7 +1068,21 @@ void host_foreach_plugin(struct host *h, host_stats_fn fn, void *ctx)
             .handler_seconds = p->handler_seconds,
             .last_error = p->last_error,
             .inbox_depth = p->in_count,
+            .hist = p->hist,
         };
         fn(&s, ctx);
     }
+}
+
+char *host_status_json(struct host *h)
+{
+    if (h->manager_ref == LUA_NOREF || h->closing)
+        return NULL;
+    lua_State *L = h->L;
+    if (call_manager(h, "status_json", 0, 1) != LUA_OK)
+        return NULL;
+    const char *s = lua_tostring(L, -1);
+    char *copy = s ? strdup(s) : NULL;
+    lua_pop(L, 1);
+    return copy;
 }

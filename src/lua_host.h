@@ -30,6 +30,10 @@ enum plugin_state {
     PLUGIN_FAILED,
 };
 
+/* Handler run time histogram bounds, seconds (daz_plugin_handler_seconds). */
+#define HOST_HIST_BUCKETS 12
+extern const double host_hist_bounds[HOST_HIST_BUCKETS];
+
 /* What a plugin did, for /health and /metrics. */
 struct plugin_stats {
     const char *name;
@@ -39,6 +43,7 @@ struct plugin_stats {
     double handler_seconds;
     const char *last_error; /* owned by the host; valid until the next call */
     size_t inbox_depth;
+    const unsigned long long *hist; /* HOST_HIST_BUCKETS + 1 counts */
 };
 
 struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const struct host_options *opts);
@@ -63,6 +68,10 @@ long host_refs_outstanding(const struct host *h);
 
 typedef void (*host_stats_fn)(const struct plugin_stats *stats, void *ctx);
 void host_foreach_plugin(struct host *h, host_stats_fn fn, void *ctx);
+
+/* Every plugin's status as JSON text, with the fields its status() returns
+ * (malloc'd; NULL if the manager is not running or on error). */
+char *host_status_json(struct host *h);
 
 /* ---- for lua_api.c and later C modules (db, http) ---- */
 

@@ -10,7 +10,9 @@
 
 #include "bus.h"
 #include "config.h"
+#include "core_metrics.h"
 #include "embedded.h"
+#include "health.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_host.h"
@@ -31,6 +33,8 @@ struct app {
     struct daz_config cfg;
     struct bus *bus;
     struct host *host;
+    struct health *health;
+    struct metrics *metrics;
     uv_signal_t sigint, sigterm, sighup;
     int signals_started;
     int stopping;
@@ -125,6 +129,8 @@ static void app_shutdown(struct app *app, const char *why)
         uv_close((uv_handle_t *)&app->sigint, on_close_noop);
         uv_close((uv_handle_t *)&app->sigterm, on_close_noop);
     }
+    if (app->metrics)
+        metrics_close(app->metrics); /* /health says "down" from here on */
     if (app->host)
         host_stop_plugins(app->host);
     if (app->bus) {
@@ -209,6 +215,23 @@ static int app_start(struct app *app)
     set_lua_path(app->L);
     if (host_start_plugins(app->host, app->cfg.lua_ref) != 0)
         return -1;
+
+    /* Health last (DESIGN §9): it reports on everything above. */
+    if (app->cfg.health_enabled && app->cfg.health_port != 0) {
+        char err[256];
+        app->health = health_start(app->cfg.health_bind, app->cfg.health_port, app->cfg.health_live_timeout_ms,
+                                   err, sizeof err);
+        if (!app->health) {
+            log_error("main", "%s", err);
+            return -1;
+        }
+    }
+    app->metrics = metrics_new(app->loop, app->health, app->cfg.health_refresh_ms);
+    if (!app->metrics || metrics_add_provider(app->metrics, core_metrics_bus, app->bus) != 0 ||
+        metrics_add_provider(app->metrics, core_metrics_plugins, app->host) != 0) {
+        log_error("main", "cannot set up health reporting");
+        return -1;
+    }
     return 0;
 }
 
@@ -287,6 +310,8 @@ int main(int argc, char **argv)
         else
             log_debug("main", "all Lua registry refs released");
     }
+    health_stop(app.health); /* joins the HTTP thread */
+    metrics_free(app.metrics);
     lua_close(app.L);
     host_free(app.host);
     bus_free(app.bus);

@@ -85,6 +85,19 @@ M.schema = record({
   core = record({
     server = str { default = "https://cytu.be", check = url_check },
     rooms = array(room, { default = {} }),
+    -- CyTube connection timing (src/cytube.c). The defaults follow the
+    -- server's rules; specs shorten some of them, operators rarely need to.
+    login_delay_ms = int { default = 2000, check = range(0, 60000) },            -- joinChannel -> login
+    connect_timeout_ms = int { default = 30000, check = range(100, 600000) },    -- discovery..session, login reply
+    backoff_initial_ms = int { default = 2000, check = range(100, 3600000) },    -- first reconnect wait
+    backoff_max_ms = int { default = 300000, check = range(100, 86400000) },     -- reconnect wait cap
+    duplicate_login_backoff_ms = int { default = 900000, check = range(1000, 86400000) },
+    guest_retry_ms = int { default = 65000, check = range(1000, 3600000) },      -- after "one guest login per 60 s"
+    server_connect_burst = int { default = 5, check = range(1, 1000) },          -- connection attempts per server ...
+    server_connect_interval_ms = int { default = 10000, check = range(0, 3600000) }, -- ... then one per interval
+    outbound_queue_size = int { default = 1000, check = range(1, 1000000) },     -- chat lines waiting per room
+    chat_max_length = int { default = 320, check = range(16, 1000) },            -- UTF-16 units per chat line
+    verify_tls = bool { default = true },                                        -- wss:// certificate checks
     database = record({
       url = str { secret_url = true },       -- a libpq URI or "key=value" string
       host = str {},
@@ -106,6 +119,10 @@ M.schema = record({
     enabled = bool { default = true },
     port = int { default = 8080, check = range(0, 65535) },
     bind = str { default = "127.0.0.1", check = nonempty },
+    -- /health/live fails when the event loop has not turned for this long.
+    live_timeout_ms = int { default = 5000, check = range(100, 600000) },
+    -- How often the loop rebuilds the documents the server hands out.
+    refresh_ms = int { default = 1000, check = range(50, 60000) },
   }, { default = {} }),
   log = record({
     level = enum({ "debug", "info", "warn", "error" }, { default = "info" }),

@@ -303,4 +303,21 @@ function M.status()
   return out
 end
 
+-- status_json(): status() as JSON text for the health server (C side).
+local cjson = require("cjson")
+function M.status_json()
+  local out = {}
+  for _, s in ipairs(M.status()) do
+    out[s.name] = s
+    s.name = nil
+  end
+  local ok, text = pcall(cjson.encode, out)
+  if ok then return text end
+  -- A status() that returned something JSON cannot hold: report without it.
+  for _, s in pairs(out) do
+    if s.custom and not pcall(cjson.encode, s.custom) then s.custom = { error = "status() is not JSON-encodable" } end
+  end
+  return cjson.encode(out)
+end
+
 return M

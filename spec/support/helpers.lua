@@ -66,6 +66,20 @@ function M.wait_until(fn, timeout_s, what)
   error(("timed out after %ss waiting for %s"):format(timeout_s or 10, what or "condition"), 2)
 end
 
+-- A TCP port on 127.0.0.1 that nothing listens on right now.
+function M.free_port()
+  local _, _, out = M.sh([[node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"]])
+  return assert(tonumber(out:match("(%d+)")), "no free port: " .. out)
+end
+
+-- HTTP through curl: returns status code, body.
+function M.http(method, url, extra)
+  local _, _, out = M.sh(("curl -s -m 10 -X %s %s -w '\n__status=%%{http_code}' %s"):format(
+    method, extra or "", M.shquote(url)))
+  local status = tonumber(out:match("__status=(%d+)%s*$"))
+  return status, (out:gsub("\n?__status=%d+%s*$", ""))
+end
+
 -- Is process pid alive?
 function M.alive(pid)
   return (M.sh("kill -0 " .. pid))
