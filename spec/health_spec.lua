@@ -5,7 +5,7 @@ local h = require("helpers")
 local daz = require("daz")
 local cjson = require("cjson")
 
-local PRELUDE = 'local cjson = require("cjson")\nlocal function result(k, v) daz.log.info("RESULT %s %s", k, cjson.encode(v)) end\n'
+local PRELUDE = daz.RESULT_PRELUDE
 
 local counter_plugin = PRELUDE .. [[
   local P = { name = "counter" }

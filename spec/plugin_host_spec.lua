@@ -14,9 +14,7 @@ local function run(plugins, extra_config, opts)
   return p
 end
 
--- A plugin that reports with RESULT lines needs cjson; every source here
--- starts with this line.
-local PRELUDE = 'local cjson = require("cjson")\nlocal function result(k, v) daz.log.info("RESULT %s %s", k, cjson.encode(v)) end\n'
+local PRELUDE = daz.RESULT_PRELUDE
 
 describe("plugin host", function()
   local p

@@ -97,16 +97,23 @@ static void append_value(struct metrics_out *out, double value)
         append(out, " %.9g\n", value);
 }
 
-void metrics_sample(struct metrics_out *out, const char *name, const char *label, const char *label_value,
-                    double value)
+/* name{label="value"} value — or name value without a label. */
+static void append_sample(struct metrics_out *out, const char *name, const char *suffix, const char *label,
+                          const char *label_value, double value)
 {
-    append(out, "%s", name);
+    append(out, "%s%s", name, suffix);
     if (label) {
         append(out, "{");
         append_label(out, label, label_value);
         append(out, "}");
     }
     append_value(out, value);
+}
+
+void metrics_sample(struct metrics_out *out, const char *name, const char *label, const char *label_value,
+                    double value)
+{
+    append_sample(out, name, "", label, label_value, value);
 }
 
 void metrics_histogram(struct metrics_out *out, const char *name, const char *label, const char *label_value,
@@ -126,20 +133,8 @@ void metrics_histogram(struct metrics_out *out, const char *name, const char *la
             append(out, "le=\"+Inf\"}");
         append_value(out, (double)cumulative);
     }
-    append(out, "%s_sum", name);
-    if (label) {
-        append(out, "{");
-        append_label(out, label, label_value);
-        append(out, "}");
-    }
-    append_value(out, sum);
-    append(out, "%s_count", name);
-    if (label) {
-        append(out, "{");
-        append_label(out, label, label_value);
-        append(out, "}");
-    }
-    append_value(out, (double)cumulative);
+    append_sample(out, name, "_sum", label, label_value, sum);
+    append_sample(out, name, "_count", label, label_value, (double)cumulative);
 }
 
 void metrics_set_status(struct metrics_out *out, enum metrics_status status, const char *reason)

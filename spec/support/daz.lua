@@ -31,6 +31,11 @@ function M.run(args, env)
   return h.sh("cd " .. h.shquote(h.root) .. " && env " .. table.concat(parts, " "))
 end
 
+-- Test plugins start with this: `result(key, value)` logs "RESULT <key>
+-- <json>", which p.wait_result(key) reads back.
+M.RESULT_PRELUDE = 'local cjson = require("cjson")\n' ..
+  'local function result(k, v) daz.log.info("RESULT %s %s", k, cjson.encode(v)) end\n'
+
 -- Write plugin files (name -> Lua source) into a fresh directory; returns it.
 function M.plugin_dir(plugins)
   local dir = h.tmpdir()
@@ -48,6 +53,11 @@ function M.start(opts)
   local argv = { h.daz_bin, "-config", path }
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   local env = { DAZ_HEALTH__PORT = "0" }
+  -- daz needs a database: a config without core.database uses the test
+  -- cluster (scripts/test exports DAZ_TEST_PG_URL), as `make run` does.
+  env.DAZ_LOCAL_DATABASE_URL = os.getenv("DAZ_TEST_PG_URL")
+  -- Each run spools to its own directory, never the checkout's var/spool.
+  env.DAZ_SPOOL__DIR = h.tmpdir() .. "/spool"
   for k, v in pairs(opts.env or {}) do env[k] = v end
   local p = h.spawn(argv, { env = env, cwd = h.root })
 
