@@ -44,10 +44,12 @@ describe("daz process", function()
         core = {
           rooms = { { channel = "r1", username = "bot", password = %q },
                     { channel = "r2", username = "bot", password = os.getenv("DAZ_PASSWORD") } },
-          database = { url = "postgresql://daz:%s@127.0.0.1:1/daz" },
+          database = { url = %q },
         },
         plugins = { something = { api_token = "tok-Secret-1234" } },
-      }]]):format(secret_cfg, secret_db),
+      }]]):format(secret_cfg,
+        -- the test database (trust auth ignores the password), with one
+        (os.getenv("DAZ_TEST_PG_URL") or "postgresql:///daz?host=/nonexistent") .. "&password=" .. secret_db),
       env = { DAZ_PASSWORD = secret_env, DAZ_CORE__ROOMS__1__CHANNEL_PASSWORD = "chanpw-Secret-42" },
       args = { "-verbose" },
     })

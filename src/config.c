@@ -156,6 +156,7 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
 
     lua_getfield(L, -1, "plugin_host");
     out->host_instruction_budget = (long)int_field(L, "instruction_budget");
+    out->host_budget_after_ms = (long)int_field(L, "budget_after_ms");
     out->host_degraded_after_errors = (long)int_field(L, "degraded_after_errors");
     out->host_inbox_size = (long)int_field(L, "inbox_size");
     lua_pop(L, 1);

@@ -26,6 +26,7 @@ struct daz_config {
     long bus_default_capacity;
     long bus_dispatch_per_turn;
     long host_instruction_budget;
+    long host_budget_after_ms;
     long host_degraded_after_errors;
     long host_inbox_size;
     int room_count;

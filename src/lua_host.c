@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "lua_api.h"
+#include "watchdog.h"
 
 static char WAIT_MARK, DONE_MARK;
 
@@ -252,6 +253,15 @@ static void budget_hook(lua_State *co, lua_Debug *ar)
     luaL_error(co, "instruction budget exceeded");
 }
 
+/* Set from the watchdog's signal handler once Lua has run past the
+ * threshold: from then on, `budget` more instructions and it is aborted. */
+static int budget_instructions = 10000000;
+
+static void arm_budget(lua_State *L)
+{
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget_instructions);
+}
+
 static struct task *task_new(struct plugin *p, int is_worker)
 {
     struct host *h = p->h;
@@ -305,12 +315,14 @@ static void task_resume(struct task *t, int nargs)
     int nres = 0;
 
     t->busy = 1;
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, (int)h->opt.instruction_budget);
+    lua_sethook(co, NULL, 0, 0); /* a hook armed in an earlier run must not linger */
     struct task *saved = h->current;
     h->current = t;
     h->depth++;
     double start = now_seconds();
+    lua_State *outer = watchdog_enter(co);
     int st = lua_resume(co, h->L, nargs, &nres);
+    watchdog_leave(outer);
     observe(p, now_seconds() - start);
     h->depth--;
     h->current = saved;
@@ -839,8 +851,10 @@ static int l_plugin_call(lua_State *L)
     lua_insert(L, 2);
     struct plugin *saved = calling_plugin;
     calling_plugin = p;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, (int)h->opt.instruction_budget);
+    (void)h;
+    lua_State *outer = watchdog_enter(L);
     int rc = lua_pcall(L, nargs, 1, 2);
+    watchdog_leave(outer);
     lua_sethook(L, NULL, 0, 0);
     calling_plugin = saved;
     if (rc != LUA_OK) {
@@ -942,7 +956,14 @@ struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const stru
         return NULL;
     }
     h->worker_factory_ref = host_ref(h, L);
+    budget_instructions = (int)h->opt.instruction_budget;
+    if (watchdog_start(h->opt.budget_after_us, arm_budget) != 0) {
+        host_unref(h, h->worker_factory_ref);
+        free(h);
+        return NULL;
+    }
     if (uv_idle_init(loop, &h->reload_idle) != 0) {
+        watchdog_stop();
         host_unref(h, h->worker_factory_ref);
         free(h);
         return NULL;
@@ -1029,6 +1050,7 @@ static void on_host_handle_closed(uv_handle_t *handle) { (void)handle; }
 void host_close(struct host *h)
 {
     h->closing = 1;
+    watchdog_stop();
     for (struct plugin *p = h->plugins; p; p = p->next)
         host_plugin_cancel_all(p);
     run_ready(h);

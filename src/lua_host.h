@@ -17,7 +17,8 @@ struct task;
 struct host_wait;
 
 struct host_options {
-    long instruction_budget;   /* per handler run; exceeding it aborts the handler */
+    long instruction_budget;   /* instructions a handler run may take once it ... */
+    long budget_after_us;      /* ... has run this long (0: 1000 µs); then it is aborted */
     int degraded_after_errors; /* errors within a minute that mark a plugin degraded */
     size_t inbox_size;         /* queued deliveries per plugin before drops */
 };

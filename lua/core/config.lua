@@ -81,6 +81,89 @@ local room = record({
   cooldown_minutes = num { default = 2, check = range(0, 1440) },
 })
 
+-- Logger rules (the SQL plugin's batch writer). `fields` maps a column to
+-- where its value comes from in the event: "room", "type", "tags",
+-- "priority", "data" (the whole payload), "data.a.b" (a path in it), or
+-- "=text" (that literal text). Times in epoch milliseconds (CyTube's `time`)
+-- become timestamptz by the column's type.
+local function ident_check(v)
+  if not v:match("^[a-z_][a-z0-9_]*$") or #v > 63 then
+    return ("must be a lower-case table name (a-z, 0-9, _), got %q"):format(v)
+  end
+end
+
+local function field_spec_ok(spec)
+  if spec:sub(1, 1) == "=" then return true end
+  if spec == "room" or spec == "type" or spec == "tags" or spec == "priority" or spec == "data" then return true end
+  local path = spec:match("^data%.(.+)$")
+  return path ~= nil and not path:find("%.%.") and not path:find("%.$")
+end
+
+local logger_rule = record({
+  event_pattern = str { check = nonempty },
+  enabled = bool {},
+  table = str { check = ident_check },
+  fields = map(str {}),
+  tags = array(str { check = nonempty }),
+})
+
+M.DEFAULT_LOGGERS = {
+  chat = { event_pattern = "cytube.event.chatMsg", enabled = true, table = "daz_chat_log",
+    fields = { channel = "room", username = "data.username", message = "data.msg",
+               message_time = "data.time", meta = "data.meta" } },
+  private_messages = { event_pattern = "cytube.event.pm", enabled = true, table = "daz_private_messages",
+    fields = { channel = "room", from_user = "data.username", to_user = "data.to", message = "data.msg",
+               message_time = "data.time", meta = "data.meta" } },
+  user_joins = { event_pattern = "cytube.event.addUser", enabled = true, table = "daz_user_activity",
+    fields = { channel = "room", username = "data.name", event_type = "=join", rank = "data.rank",
+               meta = "data.meta" } },
+  user_leaves = { event_pattern = "cytube.event.userLeave", enabled = true, table = "daz_user_activity",
+    -- The same columns as joins, so that joins and leaves share one buffer and keep their order.
+    fields = { channel = "room", username = "data.name", event_type = "=leave", rank = "data.rank",
+               meta = "data.meta" } },
+  core_events = { event_pattern = "*", enabled = false, table = "daz_core_events",
+    fields = { event_type = "type", channel = "room", payload = "data", tags = "tags" } },
+}
+
+-- loggers.<name> overrides the default rule of that name key by key (so
+-- `loggers = { chat = { enabled = false } }` turns chat logging off); a new
+-- name needs event_pattern, table and fields. Fills the defaults in place.
+local function merge_loggers(v)
+  local problems = {}
+  for name, d in pairs(M.DEFAULT_LOGGERS) do
+    local u = v[name] or {}
+    for k, x in pairs(d) do
+      if u[k] == nil then u[k] = x end
+    end
+    v[name] = u
+  end
+  local names = {}
+  for name in pairs(v) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local r = v[name]
+    if r.enabled == nil then r.enabled = true end
+    for _, k in ipairs({ "event_pattern", "table", "fields" }) do
+      if r[k] == nil then problems[#problems + 1] = ("%s.%s: is required"):format(name, k) end
+    end
+    if r.fields then
+      local cols = {}
+      for col in pairs(r.fields) do cols[#cols + 1] = col end
+      table.sort(cols)
+      for _, col in ipairs(cols) do
+        if ident_check(col) then
+          problems[#problems + 1] = ("%s.fields: column %q must be a lower-case name"):format(name, col)
+        elseif not field_spec_ok(r.fields[col]) then
+          problems[#problems + 1] = ("%s.fields.%s: %q is not room, type, tags, priority, data, data.<path> or =<text>")
+            :format(name, col, r.fields[col])
+        end
+      end
+      if #cols == 0 then problems[#problems + 1] = name .. ".fields: maps no column" end
+    end
+  end
+  if #problems > 0 then return table.concat(problems, "; ") end
+end
+
 M.schema = record({
   core = record({
     server = str { default = "https://cytu.be", check = url_check },
@@ -108,7 +191,15 @@ M.schema = record({
       sslmode = enum { "disable", "allow", "prefer", "require", "verify-ca", "verify-full" },
       pool_size = int { default = 4, check = range(1, 64) },
       connect_timeout_s = int { default = 10, check = range(1, 600) },
-    }),
+      -- The SQL plugin (src/sql.c): migrations, the batch log writer, queues.
+      migrations_dir = str { default = "sql", check = nonempty },  -- sql/NNN_name.sql, applied at start
+      flush_ms = int { default = 200, check = range(1, 600000) },   -- log rows are written this often ...
+      batch_size = int { default = 1000, check = range(1, 1000000) }, -- ... or when a table has this many
+      max_buffered_rows = int { default = 100000, check = range(1, 100000000) }, -- in memory; beyond: the spool
+      query_timeout_ms = int { default = 30000, check = range(100, 3600000) }, -- waiting for a connection
+      max_queued = int { default = 10000, check = range(1, 10000000) },  -- queries waiting at most
+      shutdown_timeout_ms = int { default = 5000, check = range(0, 600000) }, -- to write buffered rows at exit
+    }, { default = {} }),
   }, { default = {} }),
   event_bus = record({
     buffer_sizes = map(int { check = range(1, 10000000) }, { default = {} }),
@@ -132,6 +223,9 @@ M.schema = record({
   plugin_host = record({
     -- Lua VM instructions one handler call may run before it is aborted.
     instruction_budget = int { default = 10000000, check = range(1000, 1000000000) },
+    -- ... counted from when a handler has run this long (shorter runs are
+    -- not counted at all, which keeps every handler at full speed).
+    budget_after_ms = int { default = 1, check = range(1, 60000) },
     -- Errors within a minute after which a plugin is reported degraded.
     degraded_after_errors = int { default = 10, check = range(1, 1000000) },
     inbox_size = int { default = 10000, check = range(1, 10000000) },
@@ -141,6 +235,9 @@ M.schema = record({
     dir = str { default = "var/spool", check = nonempty },
     max_bytes = int { default = 256 * 1024 * 1024, check = range(1024, 1 << 40) },
   }, { default = {} }),
+  -- Logger rules: events matching event_pattern become rows of `table`
+  -- (see logger_rule and DEFAULT_LOGGERS below).
+  loggers = map(logger_rule, { default = {}, check = merge_loggers }),
 })
 
 ------------------------------------------------------------------------------
