@@ -50,7 +50,25 @@ return {
   plugin_dirs = { "lua/plugins" },
 
   -- Per-plugin settings; enabled = false skips a plugin.
+  -- The shipped plugins and their defaults (README "Plugins"):
   plugins = {
-    -- eventfilter = { prefix = "!", default_cooldown = 5, admins = { "owner" } },
+    -- eventfilter = {
+    --   prefix = "!", admins = { "owner" }, admins_exempt = true,
+    --   ignore_users = { "otherbot" },           -- other bots: their commands never run
+    --   default_cooldown = 5,                    -- s per (user, command)
+    --   user_limit = 5, user_window = 10,        -- commands per user per 10 s
+    --   room_limit = 20, room_window = 10,       -- commands per room per 10 s
+    --   spam_flood = 10, spam_repeat = 4, spam_window = 15, spam_ignore = 60,
+    --   notice_interval = 10, command_timeout = 10000,
+    --   max_args = 16, max_arg_len = 200, max_input = 1000, history = true, history_days = 90,
+    -- },
+    -- commands = { cooldown = 5 },               -- about, help, uptime, debug, reload
+    -- usertracker = { cooldown = 5, flush_ms = 1000 },  -- seen; chat counts written every flush_ms
+    -- mediatracker = { cooldown = 5 },           -- np, mediastats
+    -- analytics = { interval = 60, sample_interval = 60, top_days = 7, top_count = 5, sample_days = 30 },
+    -- retry = { poll_ms = 1000, policies = {       -- failed operations, retried with backoff
+    --   default = { max_attempts = 5, base_ms = 5000, max_ms = 300000, multiplier = 2, jitter = 0.25, timeout_ms = 10000 },
+    -- } },
+    -- plugin_stats = { interval_ms = 60000 },     -- plugin performance into daz_plugin_stats
   },
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "version.h"
 
 #define BUS_HANDLE_MT "daz.bus"
 #define SUB_HANDLE_MT "daz.subscription"
@@ -479,7 +480,9 @@ static int daz_sleep_l(lua_State *L)
         return luaL_error(L, "cannot create a timer");
     }
     s->timer.data = s;
-    uv_timer_start(&s->timer, on_sleep_done, (uint64_t)ms, 0);
+    /* At least 1 ms: a 0 ms timer started from a timer callback fires again
+     * in the same loop pass, so a daz.sleep(0) loop would starve the bus. */
+    uv_timer_start(&s->timer, on_sleep_done, ms > 0 ? (uint64_t)ms : 1, 0);
     return host_wait_yield(L);
 }
 
@@ -762,6 +765,10 @@ int lua_api_open(lua_State *L, struct host *h)
         {"sleep", daz_sleep_l}, {"uptime", daz_uptime_l}, {"now", daz_now_l}, {NULL, NULL},
     };
     luaL_newlib(L, daz_fns);
+    lua_pushliteral(L, DAZ_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushliteral(L, DAZ_BUILD);
+    lua_setfield(L, -2, "build");
     lua_setglobal(L, "daz");
     return 0;
 }

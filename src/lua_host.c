@@ -97,6 +97,7 @@ struct plugin {
     int errors_in_window;
     int degraded;
     int pumping;
+    int pump_wanted;   /* its inbox was left for the next loop turn */
     unsigned long long hist[HOST_HIST_BUCKETS + 1];
     struct plugin *next;
 };
@@ -115,6 +116,7 @@ struct host {
     struct plugin **plugins_tail;
     int manager_ref;           /* lua/core/plugins.lua */
     uv_idle_t reload_idle;
+    uv_idle_t pump_idle;       /* continues inboxes left over from a turn */
     char *reload_name;         /* "" = every changed plugin */
     int reload_pending;
     int closing;
@@ -532,12 +534,36 @@ static int worker_ready(struct plugin *p)
 }
 
 /* Run queued deliveries while the worker is free. */
+/* How long one loop turn may spend on a backed-up inbox, so that a plugin
+ * whose wait just ended does not hold up the network and other plugins. */
+#define PUMP_SLICE_S 0.002
+
+static void on_pump_turn(uv_idle_t *idle)
+{
+    struct host *h = idle->data;
+    uv_idle_stop(idle);
+    for (struct plugin *p = h->plugins; p; p = p->next) {
+        if (p->pump_wanted) {
+            p->pump_wanted = 0;
+            plugin_pump(p);
+        }
+    }
+}
+
 static void plugin_pump(struct plugin *p)
 {
     if (p->pumping)
         return; /* the outer call keeps going: no recursion per item */
     p->pumping = 1;
+    double until = now_seconds() + PUMP_SLICE_S;
+    unsigned n = 0;
     while (p->in_count > 0 && worker_ready(p)) {
+        if ((++n & 15) == 0 && now_seconds() > until) {
+            p->pump_wanted = 1;
+            if (!p->h->closing)
+                uv_idle_start(&p->h->pump_idle, on_pump_turn);
+            break;
+        }
         struct inbox_item it = p->inbox[p->in_head];
         p->in_head = (p->in_head + 1) % p->in_cap;
         p->in_count--;
@@ -962,13 +988,9 @@ struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const stru
         free(h);
         return NULL;
     }
-    if (uv_idle_init(loop, &h->reload_idle) != 0) {
-        watchdog_stop();
-        host_unref(h, h->worker_factory_ref);
-        free(h);
-        return NULL;
-    }
-    h->reload_idle.data = h;
+    uv_idle_init(loop, &h->reload_idle); /* cannot fail */
+    uv_idle_init(loop, &h->pump_idle);
+    h->reload_idle.data = h->pump_idle.data = h;
     return h;
 }
 
@@ -1058,6 +1080,7 @@ void host_close(struct host *h)
     host_unref(h, h->manager_ref);
     h->worker_factory_ref = h->manager_ref = LUA_NOREF;
     uv_close((uv_handle_t *)&h->reload_idle, on_host_handle_closed);
+    uv_close((uv_handle_t *)&h->pump_idle, on_host_handle_closed);
 }
 
 void host_free(struct host *h)

@@ -10,12 +10,18 @@
 
 #include "bus.h"
 #include "config.h"
+#include "cytube.h"
+#include "cytube_metrics.h"
 #include "core_metrics.h"
 #include "embedded.h"
 #include "health.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_host.h"
+#include "lua_rooms.h"
+#include "lua_db.h"
+#include "sql.h"
+#include "sql_metrics.h"
 #include "version.h"
 
 #define MAX_OVERRIDES 128
@@ -33,8 +39,13 @@ struct app {
     struct daz_config cfg;
     struct bus *bus;
     struct host *host;
+    struct cytube *rooms; /* the CyTube rooms (cytube.c) */
     struct health *health;
     struct metrics *metrics;
+    struct sql *sql;      /* the SQL plugin: pool, migrations, log writer (sql.c) */
+    int sql_ready;        /* migrations applied, writer running */
+    struct sql_health sql_health;
+    int failed;           /* startup failed: exit 1 */
     uv_signal_t sigint, sigterm, sighup;
     int signals_started;
     int stopping;
@@ -115,6 +126,19 @@ static int parse_flags(int argc, char **argv, struct options *o)
 
 static void on_close_noop(uv_handle_t *h) { (void)h; }
 
+/* The last part of shutdown, once the database side has let go. */
+static void app_finish_shutdown(void *ctx)
+{
+    struct app *app = ctx;
+    if (app->bus)
+        bus_close(app->bus);
+    if (app->host) {
+        host_close(app->host);
+        lua_db_close(app->host);
+        lua_api_close(app->host);
+    }
+}
+
 /* Shutdown in the reverse order of startup (DESIGN §9): stop taking signals,
  * stop plugins (reverse dependency order), deliver what is still queued,
  * close the bus and the host; the loop ends when their handles are closed. */
@@ -131,16 +155,18 @@ static void app_shutdown(struct app *app, const char *why)
     }
     if (app->metrics)
         metrics_close(app->metrics); /* /health says "down" from here on */
+    if (app->rooms)
+        cytube_close(app->rooms); /* rooms leave first ("41"), before plugins stop */
     if (app->host)
         host_stop_plugins(app->host);
-    if (app->bus) {
+    if (app->bus)
         bus_dispatch(app->bus, 0); /* nobody Lua listens now; C subscribers still do */
-        bus_close(app->bus);
-    }
-    if (app->host) {
-        host_close(app->host);
-        lua_api_close(app->host);
-    }
+    /* The database after the plugins: the writer takes what is still
+     * buffered (or spools it), then the pool closes; then the rest. */
+    if (app->sql)
+        sql_stop(app->sql, app_finish_shutdown, app);
+    else
+        app_finish_shutdown(app);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -190,6 +216,8 @@ static void set_lua_path(lua_State *L)
 
 /* Startup (DESIGN §9): bus, then the plugin host, then plugins in dependency
  * order. Rooms and health come in later issues and slot in after plugins. */
+static void on_sql_ready(int ok, const char *message, void *ctx);
+
 static int app_start(struct app *app)
 {
     struct bus_options bo = {
@@ -204,6 +232,7 @@ static int app_start(struct app *app)
     }
     struct host_options ho = {
         .instruction_budget = app->cfg.host_instruction_budget,
+        .budget_after_us = app->cfg.host_budget_after_ms * 1000,
         .degraded_after_errors = (int)app->cfg.host_degraded_after_errors,
         .inbox_size = (size_t)app->cfg.host_inbox_size,
     };
@@ -213,8 +242,35 @@ static int app_start(struct app *app)
         return -1;
     }
     set_lua_path(app->L);
+    /* Rooms: created and attached to the bus before the plugins, connected
+     * only once every plugin has started (DESIGN §9). */
+    app->rooms = lua_rooms_create(app->L, app->cfg.lua_ref, app->loop, app->bus);
+    if (!app->rooms || cytube_attach(app->rooms) != 0) {
+        log_error("main", "cannot set up the CyTube rooms");
+        return -1;
+    }
+    lua_rooms_open(app->L, app->rooms);
+
+    /* The database: connected and migrated before any plugin starts (they
+     * may query from their first timer); app_start_rest runs once it is. */
+    char sql_err[512];
+    app->sql = sql_new(app->loop, app->bus, app->L, app->cfg.lua_ref, sql_err, sizeof sql_err);
+    if (!app->sql) {
+        log_error("sql", "%s", sql_err);
+        return -1;
+    }
+    if (lua_db_open(app->L, app->host, sql_pool(app->sql), sql_writer(app->sql), sql_spool(app->sql)) != 0)
+        return -1;
+    sql_start(app->sql, on_sql_ready, app);
+    return 0;
+}
+
+/* Startup, once the database is ready: plugins, rooms, health. */
+static int app_start_rest(struct app *app)
+{
     if (host_start_plugins(app->host, app->cfg.lua_ref) != 0)
         return -1;
+    cytube_connect_all(app->rooms);
 
     /* Health last (DESIGN §9): it reports on everything above. */
     if (app->cfg.health_enabled && app->cfg.health_port != 0) {
@@ -232,7 +288,29 @@ static int app_start(struct app *app)
         log_error("main", "cannot set up health reporting");
         return -1;
     }
+    app->sql_health = (struct sql_health){app->sql, &app->sql_ready};
+    if (metrics_add_provider(app->metrics, sql_metrics, &app->sql_health) != 0 ||
+        metrics_add_provider(app->metrics, cytube_metrics, app->rooms) != 0) { /* rooms: state, counters */
+        log_error("main", "cannot set up health reporting for the rooms");
+        return -1;
+    }
     return 0;
+}
+
+static void on_sql_ready(int ok, const char *message, void *ctx)
+{
+    struct app *app = ctx;
+    if (app->stopping)
+        return;
+    if (!ok)
+        log_error("sql", "%s", message);
+    app->sql_ready = ok;
+    if (!ok || app_start_rest(app) != 0) {
+        app->failed = 1;
+        app_shutdown(app, "startup failed");
+        return;
+    }
+    log_info("main", "ready");
 }
 
 static lua_State *new_lua(void)
@@ -291,13 +369,15 @@ int main(int argc, char **argv)
     log_debug("config", "effective config: %s", app.cfg.description ? app.cfg.description : "?");
 
     app.loop = uv_default_loop();
-    int failed = start_signals(&app) != 0 || app_start(&app) != 0;
-    if (failed)
+    if (start_signals(&app) != 0 || app_start(&app) != 0) {
+        app.failed = 1;
         app_shutdown(&app, "startup failed");
-    else
-        log_info("main", "ready");
+    }
 
     uv_run(app.loop, UV_RUN_DEFAULT);
+    lua_rooms_close();
+    cytube_free(app.rooms); /* finishes libwebsockets' teardown after its handles closed */
+    app.rooms = NULL;
 
     rc = uv_loop_close(app.loop);
     if (rc != 0)
@@ -314,8 +394,9 @@ int main(int argc, char **argv)
     metrics_free(app.metrics);
     lua_close(app.L);
     host_free(app.host);
+    sql_free(app.sql);
     bus_free(app.bus);
     log_info("main", "stopped");
     log_clear_secrets();
-    return failed ? 1 : 0;
+    return app.failed ? 1 : 0;
 }

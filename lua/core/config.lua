@@ -181,6 +181,7 @@ M.schema = record({
     outbound_queue_size = int { default = 1000, check = range(1, 1000000) },     -- chat lines waiting per room
     chat_max_length = int { default = 320, check = range(16, 1000) },            -- UTF-16 units per chat line
     verify_tls = bool { default = true },                                        -- wss:// certificate checks
+    tls_ca_file = str { check = nonempty },  -- CA bundle; default /etc/ssl/certs/ca-certificates.crt
     database = record({
       url = str { secret_url = true },       -- a libpq URI or "key=value" string
       host = str {},

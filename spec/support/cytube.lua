@@ -34,7 +34,7 @@ end
 
 -- One HTTP request with curl; returns status code and body text.
 function Server:http(method, path, body_text)
-  local cmd = { "curl -sS -m 10 -o - -w '\\n%{http_code}' -X", helpers.shquote(method) }
+  local cmd = { "curl -sS -k -m 10 -o - -w '\\n%{http_code}' -X", helpers.shquote(method) }
   if body_text then
     cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary " .. helpers.shquote(body_text)
   end
@@ -144,6 +144,39 @@ function Server:wait_received(channel, predicate, timeout, since)
   return found, seen
 end
 
+-- How sockets ended: { {client, user, channel, reason, t} }.
+function Server:disconnects()
+  return self:control("GET", "/control/disconnects")
+end
+
+-- The server stops pinging one user's socket (a silent server, for ping
+-- timeout tests).
+function Server:silence(channel, name)
+  return self:control("POST", "/control/silence", { channel = channel, name = name })
+end
+
+-- Raw WebSocket frames to one user's socket, outside Socket.IO: frames is a
+-- list of strings; opts.binary sends them as binary frames; opts.size adds
+-- one text frame of that many bytes.
+function Server:raw(channel, name, frames, opts)
+  opts = opts or {}
+  return self:control("POST", "/control/raw",
+    { channel = channel, name = name, frames = frames, binary = opts.binary, size = opts.size })
+end
+
+-- Stop the whole server and start a new one on the same port with the same
+-- flags (a server restart: every connection is lost, all state forgotten).
+function Server:restart(start_opts)
+  self:stop()
+  local opts = {}
+  for k, v in pairs(self.opts or {}) do opts[k] = v end
+  for k, v in pairs(start_opts or {}) do opts[k] = v end
+  opts.port = self.port
+  local fresh = M.start(opts)
+  for k, v in pairs(fresh) do self[k] = v end
+  return self
+end
+
 -- Everything the server process printed (stdout and stderr).
 function Server:output()
   return self.proc.output()
@@ -205,8 +238,9 @@ function M.start(opts)
     proc = proc,
     pid = proc.pid,
     port = port_or_err,
-    url = "http://127.0.0.1:" .. port_or_err,
+    url = (opts.tls_cert and "https" or "http") .. "://127.0.0.1:" .. port_or_err,
     stopped = false,
+    opts = opts,
   }, Server)
   return srv
 end

@@ -32,6 +32,8 @@ class Channel {
     this.drinkCount = 0;
     this.filters = compileFilters(DEFAULT_FILTERS);
     this.buffer = []; // last CHAT_BUFFER_SIZE chatMsg objects, replayed on join
+    this.playlist = []; // items {media, uid, temp, queueby}; no media is ever looked up
+    this.nextUid = 1;
     this.ranks = new Map(); // lower name -> channel rank set through the control API
 
     this.sessions = []; // accepted sessions, in join order
@@ -178,8 +180,15 @@ class Channel {
   }
 
   sendPlaylist(s) {
-    s.emit('setPlaylistMeta', { count: 0, rawTime: 0, time: '00:00' });
-    s.emit('playlist', []);
+    s.emit('setPlaylistMeta', this.playlistMeta());
+    s.emit('playlist', this.playlist);
+  }
+
+  playlistMeta() {
+    const raw = this.playlist.reduce((n, it) => n + (it.media.seconds || 0), 0);
+    const mm = String(Math.floor(raw / 60)).padStart(2, '0');
+    const ss = String(raw % 60).padStart(2, '0');
+    return { count: this.playlist.length, rawTime: raw, time: `${mm}:${ss}` };
   }
 
   // A logged-in session arrived (by join or login): older sessions in this

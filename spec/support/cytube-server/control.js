@@ -110,6 +110,9 @@ const ROUTES = {
     client: q.get('client') === null ? undefined : q.get('client'),
   }),
 
+  // How sockets ended: [{client, user, channel, reason, t}], oldest first.
+  'GET /control/disconnects': (world) => world.disconnects,
+
   'GET /control/users': (world, q) => {
     const name = q.get('channel');
     if (name === null) throw new HttpError(400, '"channel" query parameter is required');
@@ -165,6 +168,30 @@ const ROUTES = {
     else targets = world.selectSessions({ channel: channelName(body), name: requireString(body, 'name') });
     for (const s of targets) s.drop();
     return { ok: true, dropped: targets.length };
+  },
+
+  // {channel, name} | {client}: the server goes silent towards that socket:
+  // no more Engine.IO pings (and it stops waiting for pongs), so a client
+  // that watches pingInterval + pingTimeout must notice on its own.
+  'POST /control/silence': (world, body) => {
+    const targets = typeof body.client === 'string' ? world.selectSessions({ client: body.client })
+      : world.selectSessions({ channel: channelName(body), name: requireString(body, 'name') });
+    for (const s of targets) s.silence();
+    return { ok: true, silenced: targets.length };
+  },
+
+  // {channel, name, frames: [string], binary?: bool, size?: n}: raw WebSocket
+  // frames to one socket, bypassing Socket.IO (malformed input for clients).
+  // `size` adds one text frame of that many bytes ("42[" then "x"s).
+  'POST /control/raw': (world, body) => {
+    const targets = world.selectSessions({ channel: channelName(body), name: requireString(body, 'name') });
+    const frames = Array.isArray(body.frames) ? body.frames : [];
+    let sent = 0;
+    for (const s of targets) {
+      for (const f of frames) if (s.sendRaw(String(f), body.binary === true)) sent++;
+      if (typeof body.size === 'number' && body.size > 0 && s.sendRaw('42[' + 'x'.repeat(body.size - 3), false)) sent++;
+    }
+    return { ok: true, sockets: targets.length, sent };
   },
 
   // {channel, username, msg, rank?, modflair?, meta?, raw?}: a chat line from
@@ -272,6 +299,9 @@ const ROUTES = {
     return { ok: true, config: world.config };
   },
 };
+
+// Benchmark drivers (bench.js): flood and reply-latency probes.
+Object.assign(ROUTES, require('./bench').routes(HttpError, channelName));
 
 const KNOWN_PATHS = new Set(Object.keys(ROUTES).map((r) => r.split(' ')[1]));
 

@@ -80,7 +80,89 @@ function named(eventName, fn) {
   return fn;
 }
 
+// Playlist (src/channel/playlist.js), without media lookups: a `cu` id must
+// be an <iframe> (the real server's answer otherwise); anything else is
+// queued as is, with the id as its title and no duration.
+const TYPE_QUEUE = { id: 'string', type: 'string', pos: 'string', title: 'string,optional', duration: 'number,optional', temp: 'boolean,optional' };
+
+function playlistPerm(s, locked, open) {
+  const ch = s.channel;
+  return s.rank >= ch.permissions[ch.playlistLocked ? locked : open];
+}
+
+function handleQueue(s, data) {
+  const ch = s.channel;
+  const next = data.pos === 'next';
+  if (!playlistPerm(s, next ? 'playlistnext' : 'playlistadd', next ? 'oplaylistnext' : 'oplaylistadd')) {
+    s.emit('queueFail', { msg: 'You don\'t have permission to add videos', link: '', id: data.id });
+    return;
+  }
+  if (data.type === 'cu' && !/^<iframe/i.test(data.id)) {
+    s.emit('queueFail', { msg: 'Invalid embed.  Input must be an &lt;iframe&gt; tag', link: '', id: data.id });
+    return;
+  }
+  const item = {
+    media: { id: data.id, title: data.title || data.id, seconds: 0, duration: '00:00', type: data.type, meta: {} },
+    uid: ch.nextUid++,
+    temp: !(s.rank >= ch.permissions.addnontemp) || data.temp === true,
+    queueby: s.name || '',
+  };
+  let after = 'prepend';
+  if (next || ch.playlist.length === 0) {
+    ch.playlist.unshift(item);
+  } else {
+    after = ch.playlist[ch.playlist.length - 1].uid;
+    ch.playlist.push(item);
+  }
+  ch.broadcast('queue', { item, after });
+  ch.broadcast('setPlaylistMeta', ch.playlistMeta());
+}
+
+function handleDelete(s, uid) {
+  const ch = s.channel;
+  if (typeof uid !== 'number' || !playlistPerm(s, 'playlistdelete', 'oplaylistdelete')) return;
+  const i = ch.playlist.findIndex((it) => it.uid === uid);
+  if (i < 0) return;
+  ch.playlist.splice(i, 1);
+  ch.broadcast('delete', { uid });
+  ch.broadcast('setPlaylistMeta', ch.playlistMeta());
+}
+
+// Polls (src/channel/poll.js): answered through the ack when there is one.
+const TYPE_POLL = { title: 'string', opts: 'array', obscured: 'boolean', timeout: 'number,optional' };
+
+function handleNewPoll(s, data, ack) {
+  const ch = s.channel;
+  const fail = (message) => (ack ? ack({ error: { message } }) : s.emit('errorMsg', { msg: message }));
+  if (!(s.rank >= ch.permissions.pollctl)) return;
+  if (data.title.length > 255) return fail('Poll title cannot exceed 255 characters.');
+  if (data.opts.length === 0 || data.opts.length > 50) return fail('Polls must have 1-50 options.');
+  ch.poll = { title: data.title, options: data.opts.map(String), counts: data.opts.map(() => 0), initiator: s.name || '', timestamp: Date.now() };
+  ch.broadcast('newPoll', ch.poll);
+  if (ack) ack({});
+}
+
+function handleClosePoll(s) {
+  const ch = s.channel;
+  if (!(s.rank >= ch.permissions.pollctl) || !ch.poll) return;
+  ch.poll = null;
+  ch.broadcast('closePoll');
+}
+
+function handleVoteskip(s) {
+  const ch = s.channel;
+  if (!ch.opts.allow_voteskip || !(s.rank >= ch.permissions.voteskip)) return;
+  ch.voteskips = (ch.voteskips || 0) + 1;
+  const need = Math.max(1, Math.ceil(ch.sessions.length * ch.opts.voteskip_ratio));
+  for (const r of ch.sessions) if (r.rank >= ch.permissions.viewvoteskip) r.emit('voteskip', { count: ch.voteskips, need });
+}
+
 const HANDLERS = {
+  queue: { scope: 'channel', type: TYPE_QUEUE, fn: handleQueue },
+  delete: { scope: 'channel', fn: handleDelete },
+  newPoll: { scope: 'channel', type: TYPE_POLL, fn: handleNewPoll },
+  closePoll: { scope: 'channel', fn: handleClosePoll },
+  voteskip: { scope: 'channel', fn: handleVoteskip },
   joinChannel: { scope: 'session', fn: handleJoinChannel },
   login: { scope: 'session', fn: handleLogin },
   channelPassword: { scope: 'pending', fn: handleChannelPassword },

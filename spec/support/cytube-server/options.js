@@ -23,6 +23,9 @@ const FLAGS = {
   '--in-burst': ['inBurst', 'int', 0, 'bucket capacity for --in-rate-limit (default: the rate)'],
   '--log-limit': ['logLimit', 'int', 100000, 'entries kept in the received-event log'],
   '--verbose': ['verbose', 'bool', false, 'log connections and control calls to stderr'],
+  '--tls-cert': ['tlsCert', 'string', '', 'PEM certificate: serve HTTPS/WSS (discovery then says secure)'],
+  '--tls-key': ['tlsKey', 'string', '', 'PEM private key for --tls-cert'],
+  '--public-host': ['publicHost', 'string', '127.0.0.1', 'host name discovery hands out (certificate tests)'],
 };
 
 function usage() {

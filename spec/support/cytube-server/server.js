@@ -36,7 +36,7 @@ function sendJson(res, status, body) {
 // GET /socketconfig/<channel>.json (src/web/routes/socketconfig.js): any valid
 // name gets the server list, even a channel nobody joined yet; an invalid one
 // is a 404 with CyTube's error text.
-function socketConfig(res, rawName, port) {
+function socketConfig(res, rawName, port, secure, host) {
   let name;
   try {
     name = decodeURIComponent(rawName);
@@ -47,7 +47,7 @@ function socketConfig(res, rawName, port) {
     sendJson(res, 404, { error: `Channel "${name}" does not exist.` });
     return;
   }
-  sendJson(res, 200, { servers: [{ url: `http://127.0.0.1:${port}`, secure: false }] });
+  sendJson(res, 200, { servers: [{ url: `${secure ? 'https' : 'http'}://${host}:${port}`, secure }] });
 }
 
 function main() {
@@ -84,7 +84,18 @@ function main() {
   const world = new World(config, accounts, log);
   let port = 0;
 
-  const httpServer = http.createServer((req, res) => {
+  // --tls-cert/--tls-key: the same server over HTTPS and WSS.
+  let tls = null;
+  if (config.tlsCert || config.tlsKey) {
+    const fs = require('fs');
+    try {
+      tls = { cert: fs.readFileSync(config.tlsCert), key: fs.readFileSync(config.tlsKey) };
+    } catch (e) {
+      process.stderr.write(`server.js: cannot read the TLS certificate/key: ${e.message}\n`);
+      process.exit(2);
+    }
+  }
+  const handler = (req, res) => {
     let url;
     try {
       url = new URL(req.url, 'http://127.0.0.1');
@@ -98,7 +109,7 @@ function main() {
     }
     const sc = /^\/socketconfig\/([^/]+)\.json$/.exec(url.pathname);
     if (sc && (req.method === 'GET' || req.method === 'HEAD')) {
-      socketConfig(res, sc[1], port);
+      socketConfig(res, sc[1], port, tls !== null, config.publicHost);
       return;
     }
     const page = /^\/r\/([^/]+)$/.exec(url.pathname);
@@ -108,7 +119,8 @@ function main() {
       return;
     }
     sendJson(res, 404, { error: 'Not found' });
-  });
+  };
+  const httpServer = tls ? require('https').createServer(tls, handler) : http.createServer(handler);
   httpServer.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();

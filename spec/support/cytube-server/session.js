@@ -95,6 +95,29 @@ class Session {
     }
   }
 
+  // The engine stops pinging this socket and stops expecting pongs.
+  silence() {
+    const conn = this.socket.conn;
+    if (!conn) return;
+    clearTimeout(conn.pingIntervalTimer);
+    clearTimeout(conn.pingTimeoutTimer);
+    conn.pingIntervalTimer = null; // engine.io refresh()es them; null stops that
+    conn.pingTimeoutTimer = null;
+    conn.schedulePing = () => {};
+    conn.resetPingTimeout = () => {};
+    this.silenced = true;
+  }
+
+  // One raw WebSocket frame, outside Socket.IO. Returns false when the
+  // transport is not a WebSocket.
+  sendRaw(frame, binary) {
+    const conn = this.socket.conn;
+    const ws = conn && conn.transport && conn.transport.socket;
+    if (!ws || typeof ws.send !== 'function') return false;
+    ws.send(binary ? Buffer.from(frame) : frame, { binary: !!binary });
+    return true;
+  }
+
   setAFK(afk) {
     if (this.afk === afk) return;
     this.afk = afk;

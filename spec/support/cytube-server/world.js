@@ -28,6 +28,7 @@ class World {
     this.connBuckets = new Map(); // ip -> TokenBucket (connection attempts)
     this.ipCount = new Map(); // ip -> open sockets
     this.announcement = null;
+    this.disconnects = [];
   }
 
   // Forget all rooms, history, limiter state and the received log, and cut
@@ -123,6 +124,11 @@ class World {
 
   onDisconnect(session, reason) {
     this.log.debug(`disconnect ${session.id} (${reason})`);
+    // For GET /control/disconnects: how each socket ended, e.g. "client
+    // namespace disconnect" when the client sent `41`, "transport close"
+    // when it just closed the socket.
+    this.disconnects.push({ client: session.id, user: session.name, channel: session.channel ? session.channel.name : null, reason, t: Date.now() });
+    if (this.disconnects.length > 10000) this.disconnects.shift();
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
     const count = (this.ipCount.get(session.ip) || 1) - 1;
     if (count > 0) this.ipCount.set(session.ip, count);

@@ -1,0 +1,66 @@
+-- The plugins' Lua modules (lua/lib/ratelimit.lua, lua/lib/commands.lua),
+-- run directly under busted.
+local ratelimit = require("ratelimit")
+local commands = require("commands")
+
+describe("ratelimit.window", function()
+  it("allows `limit` hits per sliding window and says how long to wait", function()
+    local w = ratelimit.window(2, 10)
+    assert.is_true(w:hit("a", 100))
+    assert.is_true(w:hit("a", 101))
+    local ok, wait = w:hit("a", 102)
+    assert.is_false(ok)
+    assert.equals(8, wait)
+    assert.is_true(w:hit("b", 102), "keys are independent")
+    assert.equals(2, w:count("a", 105))
+    assert.is_true(w:hit("a", 110.5), "the first hit left the window")
+    assert.is_false(w:hit("a", 110.6))
+  end)
+
+  it("does not count refused hits, and a limit of 0 allows everything", function()
+    local w = ratelimit.window(1, 10)
+    assert.is_true(w:hit("a", 0))
+    for t = 1, 9 do assert.is_false(w:hit("a", t)) end
+    assert.is_true(w:hit("a", 10.1))
+    local open = ratelimit.window(0, 10)
+    for _ = 1, 100 do assert.is_true(open:hit("x", 1)) end
+  end)
+
+  it("stays bounded with many keys", function()
+    local w = ratelimit.window(1, 1)
+    for i = 1, 25000 do w:hit("k" .. i, i) end
+    assert.is_true(w.n <= 10001, "keys kept: " .. w.n)
+    local busy = ratelimit.window(1, 1e9)
+    for i = 1, 25000 do busy:hit("k" .. i, 1) end
+    assert.is_true(busy.n <= 10001, "live keys kept: " .. busy.n)
+    local c = ratelimit.cooldowns()
+    for i = 1, 25000 do c:start("k" .. i, 1, 1e9) end
+    assert.is_true(c.n <= 10001, "cooldowns kept: " .. c.n)
+  end)
+end)
+
+describe("ratelimit.cooldowns", function()
+  it("refuses until the cooldown is over", function()
+    local c = ratelimit.cooldowns()
+    assert.is_true(c:check("k", 0))
+    c:start("k", 0, 5)
+    local ok, left = c:check("k", 2)
+    assert.is_false(ok)
+    assert.equals(3, left)
+    assert.is_true(c:check("k", 5))
+    c:start("z", 0, 0)
+    assert.is_true(c:check("z", 0), "a zero cooldown is none")
+  end)
+end)
+
+describe("commands.safe_text", function()
+  it("never starts with a slash, has no control characters, and is bounded", function()
+    assert.equals("» /kick bob", commands.safe_text("/kick bob"))
+    assert.equals("»   /d", commands.safe_text("  /d"))
+    assert.equals("a b c", commands.safe_text("a\nb\r\tc"))
+    assert.equals("42", commands.safe_text(42))
+    local long = commands.safe_text(("é"):rep(800))
+    assert.is_true(#long <= 1000)
+    assert.truthy(utf8.len(long), "cut inside a character")
+  end)
+end)
