@@ -20,6 +20,7 @@
 #include "lua_host.h"
 #include "lua_rooms.h"
 #include "lua_db.h"
+#include "room_backoff.h"
 #include "sql.h"
 #include "sql_metrics.h"
 #include "version.h"
@@ -44,6 +45,7 @@ struct app {
     struct metrics *metrics;
     struct sql *sql;      /* the SQL plugin: pool, migrations, log writer (sql.c) */
     int sql_ready;        /* migrations applied, writer running */
+    struct room_backoff *backoff; /* the rooms' reconnect backoff, kept in the database */
     struct sql_health sql_health;
     int failed;           /* startup failed: exit 1 */
     uv_signal_t sigint, sigterm, sighup;
@@ -297,6 +299,19 @@ static int app_start_rest(struct app *app)
     return 0;
 }
 
+static void on_backoff_loaded(void *ctx)
+{
+    struct app *app = ctx;
+    if (app->stopping)
+        return;
+    if (app_start_rest(app) != 0) {
+        app->failed = 1;
+        app_shutdown(app, "startup failed");
+        return;
+    }
+    log_info("main", "ready");
+}
+
 static void on_sql_ready(int ok, const char *message, void *ctx)
 {
     struct app *app = ctx;
@@ -305,12 +320,11 @@ static void on_sql_ready(int ok, const char *message, void *ctx)
     if (!ok)
         log_error("sql", "%s", message);
     app->sql_ready = ok;
-    if (!ok || app_start_rest(app) != 0) {
+    /* The rooms' saved backoff first, so a restart keeps its timers. */
+    if (!ok || !(app->backoff = room_backoff_start(sql_pool(app->sql), app->bus, app->rooms, on_backoff_loaded, app))) {
         app->failed = 1;
         app_shutdown(app, "startup failed");
-        return;
     }
-    log_info("main", "ready");
 }
 
 static lua_State *new_lua(void)
@@ -395,6 +409,7 @@ int main(int argc, char **argv)
     lua_close(app.L);
     host_free(app.host);
     sql_free(app.sql);
+    room_backoff_free(app.backoff);
     bus_free(app.bus);
     log_info("main", "stopped");
     log_clear_secrets();

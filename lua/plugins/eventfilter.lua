@@ -287,10 +287,16 @@ function P:handle(ev, pm)
   local luser = user:lower()
   if self.ignored[luser] then return end
   if #msg > self.cfg.max_input then msg = msg:sub(1, self.cfg.max_input) end
+  -- Most chat is not a command: skip the HTML decoding when the prefix (as
+  -- typed, or as CyTube escapes it) appears nowhere in the line.
+  local prefix = self.cfg.prefix
+  if not msg:find(prefix, 1, true) then
+    local escaped = prefix:gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;")
+    if escaped == prefix or not msg:find(escaped, 1, true) then return end
+  end
   local text = html.to_text(msg):gsub("^%s+", "")
   -- A cut (or hostile) line may end inside a character: drop the broken tail.
   while #text > 0 and not utf8.len(text) do text = text:sub(1, -2) end
-  local prefix = self.cfg.prefix
   if text:sub(1, #prefix) ~= prefix then return end
   local word, rest = text:sub(#prefix + 1):match("^(%S+)%s*(.-)%s*$")
   if not word or #word > 32 then return end

@@ -1,0 +1,49 @@
+-- The rooms' reconnect backoff is kept in PostgreSQL (daz_room_backoff): a
+-- Daz restarted during a long backoff keeps waiting instead of reconnecting.
+local h = require("helpers")
+local cytube = require("cytube")
+local R = require("rooms")
+
+local function psql(sql)
+  local ok, _, out = h.sh(("psql %s -XAtq -c %s"):format(h.shquote(os.getenv("DAZ_TEST_PG_URL")), h.shquote(sql)))
+  assert(ok, out)
+  return (out:gsub("%s+$", ""))
+end
+
+local function joins(srv)
+  return #R.sent(srv, "testroom", "joinChannel")
+end
+
+describe("rooms: backoff kept across restarts", function()
+  local srv, p
+  setup(function() srv = cytube.start({ usercount_throttle = 0 }) end)
+  teardown(function()
+    if p and p.running() then p.stop_clean() end
+    if srv then srv:stop() end
+    h.cleanup_tmp()
+  end)
+
+  it("waits out a saved Duplicate-login backoff after a restart", function()
+    local opts = { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+      core = { backoff_initial_ms = 100, duplicate_login_backoff_ms = 60000 } }
+    p = R.start_bot(srv, opts)
+    R.wait_state(p, "testroom", "joined")
+    srv:kick("testroom", "dazbot", "Duplicate login")
+    R.wait_state(p, "testroom", "backoff")
+    h.wait_until(function()
+      local v = psql("SELECT next_attempt_at > now() + interval '30 seconds' FROM daz_room_backoff WHERE channel = 'testroom'")
+      return v == "t"
+    end, 10, "the backoff saved in daz_room_backoff")
+    p.stop_clean()
+
+    local before = joins(srv)
+    p = R.start_bot(srv, opts)
+    p.wait_log("testroom: backing off for .* more %(saved state%)")
+    -- It does not reconnect now (the saved wait has most of a minute left).
+    assert.has_error(function()
+      h.wait_until(function() return joins(srv) > before end, 3, "an early reconnect")
+    end)
+    p.stop_clean()
+    psql("DELETE FROM daz_room_backoff WHERE channel = 'testroom'")
+  end)
+end)
