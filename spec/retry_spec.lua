@@ -165,6 +165,45 @@ describe("retry", function()
     assert.equals("completed", psql("SELECT status FROM daz_retry_queue WHERE operation = 'sql_exec'"))
   end)
 
+  it("answers the retry and dlq admin commands", function()
+    psql([[INSERT INTO daz_retry_queue (operation, event_type, payload, correlation_id, status, attempts, max_attempts, last_error)
+           VALUES ('spec', 'spec.target', '{"key":"dl"}', 'dl', 'dead_letter', 3, 3, 'gave up')]])
+    local id = psql("SELECT id FROM daz_retry_queue WHERE correlation_id = 'dl'")
+    -- Commands run as plugin.command.<name> requests (EventFilter's routing);
+    -- the reply goes out as cytube.send, which this plugin captures.
+    local dir = daz.plugin_dir({ spec_admin = daz.RESULT_PRELUDE .. ([[
+      local P = { name = "spec_admin" }
+      function P:init(bus)
+        local replies = {}
+        bus:subscribe("cytube.send", function(ev) replies[#replies + 1] = ev.data.msg end, { concurrent = true })
+        local function run(name, args)
+          local ok, err = bus:request("plugin.command." .. name, { command = name, args = args, user = "owner",
+            rank = 5, room = "nowhere", pm = false }, { timeout = 5000, room = "nowhere" })
+          daz.sleep(50)
+          return replies[#replies], err
+        end
+        bus:after(1500, function()
+          local r = {}
+          r.retry = run("retry", {})
+          r.list = run("dlq", {})
+          r.replay = run("dlq", { "replay", "%s" })
+          r.drop_missing = run("dlq", { "drop", "999999" })
+          r.usage = run("dlq", { "bogus" })
+          result("admin", r)
+        end)
+      end
+      return P ]]):format(id) })
+    local p = track(daz.start({ config = ("return { plugin_dirs = { 'lua/plugins', %q }, plugins = { retry = { poll_ms = 100000 } } }")
+      :format(dir) }))
+    local r = p.wait_result("admin", 20)
+    assert.truthy(r.retry:find("dead_letter 1", 1, true), r.retry)
+    assert.truthy(r.list:find("#" .. id .. " spec.target", 1, true), r.list)
+    assert.equals("#" .. id .. " queued again", r.replay)
+    assert.equals("no dead letter #999999", r.drop_missing)
+    assert.truthy(r.usage:find("usage: dlq", 1, true), r.usage)
+    assert.equals("pending", psql("SELECT status FROM daz_retry_queue WHERE id = " .. id))
+  end)
+
   it("never delivers a row twice with two processes on one database", function()
     local values = {}
     for i = 1, 60 do

@@ -37,6 +37,7 @@ describe("rooms: backoff kept across restarts", function()
     p.stop_clean()
 
     local before = joins(srv)
+    opts.keep_backoff = true
     p = R.start_bot(srv, opts)
     p.wait_log("testroom: backing off for .* more %(saved state%)")
     -- It does not reconnect now (the saved wait has most of a minute left).

@@ -59,6 +59,11 @@ function M.start(opts)
   -- Each run spools to its own directory, never the checkout's var/spool.
   env.DAZ_SPOOL__DIR = h.tmpdir() .. "/spool"
   for k, v in pairs(opts.env or {}) do env[k] = v end
+  -- Rooms keep their reconnect backoff in the database (daz_room_backoff); a
+  -- spec starts without one left by an earlier spec unless it asks to keep it.
+  if env.DAZ_LOCAL_DATABASE_URL and not opts.keep_backoff then
+    h.sh(("psql %s -XAtq -c 'DELETE FROM daz_room_backoff' 2>/dev/null"):format(h.shquote(env.DAZ_LOCAL_DATABASE_URL)))
+  end
   local p = h.spawn(argv, { env = env, cwd = h.root })
 
   -- Decoded log lines so far (non-JSON lines are kept as { raw = line }).

@@ -73,7 +73,7 @@ function M.start_bot(srv, opts)
   for k, v in pairs(opts.core or {}) do core[k] = v end
   local config = ("return { plugin_dirs = { %q }, log = { level = %q }, core = %s, plugins = { probe = %s } }")
     :format(dir, opts.log_level or "info", lua_text(core), lua_text(opts.probe or {}))
-  return daz.start({ config = config })
+  return daz.start({ config = config, keep_backoff = opts.keep_backoff })
 end
 
 -- Every RESULT line with `key`, decoded, in log order.
