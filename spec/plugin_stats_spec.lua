@@ -3,11 +3,7 @@
 local h = require("helpers")
 local daz = require("daz")
 
-local function psql(sql)
-  local ok, _, out = h.sh(("psql %s -XAtq -c %s"):format(h.shquote(os.getenv("DAZ_TEST_PG_URL")), h.shquote(sql)))
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local psql = require("sqlspec").test
 
 describe("plugin_stats", function()
   after_each(h.cleanup_tmp)

@@ -5,12 +5,7 @@
 local h = require("helpers")
 local daz = require("daz")
 
-local function psql(sql)
-  local ok, _, out = h.sh(("psql %s -XAtq -v ON_ERROR_STOP=1 -c %s"):format(
-    h.shquote(os.getenv("DAZ_TEST_PG_URL")), h.shquote(sql)))
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local psql = require("sqlspec").test
 
 local TARGET = [[
   local P = { name = "spec_target" }

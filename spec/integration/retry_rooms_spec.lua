@@ -7,12 +7,7 @@ local h = require("helpers")
 local daz = require("daz")
 local cytube = require("cytube")
 
-local function psql(sql)
-  local ok, _, out = h.sh(("psql %s -XAtq -v ON_ERROR_STOP=1 -c %s"):format(
-    h.shquote(os.getenv("DAZ_TEST_PG_URL")), h.shquote(sql)))
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local psql = require("sqlspec").test
 
 -- Sends `line` once, the first time the room goes down after being joined.
 local SENDER = [[

@@ -4,11 +4,7 @@ local h = require("helpers")
 local cytube = require("cytube")
 local R = require("rooms")
 
-local function psql(sql)
-  local ok, _, out = h.sh(("psql %s -XAtq -c %s"):format(h.shquote(os.getenv("DAZ_TEST_PG_URL")), h.shquote(sql)))
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local psql = require("sqlspec").test
 
 local function joins(srv)
   return #R.sent(srv, "testroom", "joinChannel")

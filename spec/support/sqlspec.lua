@@ -37,6 +37,12 @@ function M.psql(url, sql)
   return out
 end
 
+-- Runs SQL against the test database (DAZ_TEST_PG_URL, the one bin/daz uses
+-- in specs); returns the output without trailing white space.
+function M.test(sql)
+  return (M.psql(assert(os.getenv("DAZ_TEST_PG_URL"), "DAZ_TEST_PG_URL is not set"), sql):gsub("%s+$", ""))
+end
+
 -- One value (first line).
 function M.scalar(url, sql)
   return (M.psql(url, sql):match("^[^\n]*"))
