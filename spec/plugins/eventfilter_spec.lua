@@ -65,12 +65,7 @@ describe("eventfilter and commands", function()
     PL.wait_sent(srv, "testroom", "chatMsg", "^mod ok$")
   end)
 
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    if dbname then sql.drop_db(dbname) end
-    h.cleanup_tmp()
-  end)
+  teardown(function() PL.cleanup(p, srv, dbname) end)
 
   it("ignores replayed history: the !uptime from before the join got no answer", function()
     srv:chat("testroom", "carol", "!about", { raw = true })
@@ -273,12 +268,7 @@ describe("eventfilter limits", function()
     p.wait_result("ready", 10)
   end)
 
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    if dbname then sql.drop_db(dbname) end
-    h.cleanup_tmp()
-  end)
+  teardown(function() PL.cleanup(p, srv, dbname) end)
 
   it("ignores its own lines and other bots, keeps user and room limits, ignores a flooder", function()
     local since = PL.cursor(srv, "testroom")

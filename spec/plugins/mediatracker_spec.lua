@@ -40,12 +40,7 @@ describe("mediatracker", function()
     p.wait_log("testroom: joined as dazbot", 15)
   end)
 
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    if dbname then sql.drop_db(dbname) end
-    h.cleanup_tmp()
-  end)
+  teardown(function() PL.cleanup(p, srv, dbname) end)
 
   it("mirrors the queue from playlist, queue, moveVideo, delete and setTemp", function()
     srv:emit("testroom", "playlist", { one, two })

@@ -26,12 +26,7 @@ describe("usertracker", function()
     p.wait_log("testroom: joined as dazbot", 15)
   end)
 
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    if dbname then sql.drop_db(dbname) end
-    h.cleanup_tmp()
-  end)
+  teardown(function() PL.cleanup(p, srv, dbname) end)
 
   it("opens a session per join, counts messages, closes on leave, tracks AFK", function()
     local t0 = os.time()

@@ -9,6 +9,14 @@ local cjson = require("cjson")
 
 local M = {}
 
+-- After a spec file: stop daz and the test server, drop the spec's database.
+function M.cleanup(p, srv, dbname)
+  if p and p.running() then p.stop_clean() end
+  if srv then srv:stop() end
+  if dbname then sql.drop_db(dbname) end
+  h.cleanup_tmp()
+end
+
 M.PRELUDE = sql.PRELUDE
 
 -- opts: url (database), plugins (name -> test plugin source), config
