@@ -166,6 +166,7 @@ struct cytube {
     cytube_backoff_save_fn backoff_save;
     void *backoff_ctx;
     char *ca_file;
+    int lws_tls;          /* the lws context was made with TLS (some room is https) */
 };
 
 static void room_connect(struct room *r);
@@ -1161,13 +1162,21 @@ static int ensure_lws(struct cytube *cy)
     loops[0] = cy->loop;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = PROTOCOLS;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options = LWS_SERVER_OPTION_LIBUV;
     info.foreign_loops = loops;
     info.pcontext = &cy->lws;
     info.user = cy;
-    /* Debian's lws 4.1 was built with LWS_OPENSSL_CLIENT_CERTS "../share": without
-     * an explicit bundle no certificate would ever verify. */
-    info.client_ssl_ca_filepath = cy->ca_file;
+    /* TLS only when a room's server is https: loading the system CA bundle is
+     * most of the start-up time and several MB of memory (make bench). */
+    cy->lws_tls = 0;
+    for (struct room *r = cy->rooms; r; r = r->next)
+        cy->lws_tls |= r->enabled && strncasecmp(r->server, "https:", 6) == 0;
+    if (cy->lws_tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* Debian's lws 4.1 was built with LWS_OPENSSL_CLIENT_CERTS "../share":
+         * without an explicit bundle no certificate would ever verify. */
+        info.client_ssl_ca_filepath = cy->ca_file;
+    }
     cy->lws = lws_create_context(&info);
     if (!cy->lws) {
         log_error("cytube", "cannot create the libwebsockets context (is libwebsockets-evlib-uv installed?)");
@@ -1384,15 +1393,22 @@ static void on_discovery(long status, const char *body, size_t len, const char *
         const char *url = json_string_value(json_object_get(s, "url"));
         if (!url || json_is_true(json_object_get(s, "ipv6")))
             continue;
+        /* Without TLS set up (no https room), only plain entries will do. */
+        int secure = json_is_true(json_object_get(s, "secure")) || strncasecmp(url, "https:", 6) == 0;
+        if (secure && !r->cy->lws_tls)
+            continue;
         if (!pick)
             pick = url;
-        if (json_is_true(json_object_get(s, "secure"))) {
+        if (secure) {
             pick = url;
             break;
         }
     }
     if (!v || !pick || set_target(r, pick) != 0) {
-        set_error(r, "discovery: %s", !v ? "the answer is not JSON" : "no usable server in the answer");
+        set_error(r, "discovery: %s", !v ? "the answer is not JSON"
+                                      : !r->cy->lws_tls ? "no plain ws:// server in the answer (use an https:// server "
+                                                          "URL for TLS)"
+                                                        : "no usable server in the answer");
         json_decref(v);
         room_lost(r, r->last_error);
         return;

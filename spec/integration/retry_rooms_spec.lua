@@ -105,6 +105,7 @@ describe("retry with the rooms", function()
       values[#values + 1] = ([[('cytube_command', 'cytube.send', '{"room":"testroom","msg":"two-%d"}', 'two-%d-%d', 50)]])
         :format(i, i, os.time())
     end
+    psql("DELETE FROM daz_retry_queue WHERE payload->>'msg' LIKE 'two-%'") -- rows of an earlier run
     psql("INSERT INTO daz_retry_queue (operation, event_type, payload, correlation_id, max_attempts) VALUES "
       .. table.concat(values, ","))
     h.wait_until(function()
