@@ -64,8 +64,7 @@ void core_metrics_bus(struct metrics_out *out, void *bus_ptr)
         metrics_family(out, help[w.pass][0], help[w.pass][1], help[w.pass][2]);
         bus_foreach_type(bus, bus_type_metric, &w);
     }
-    metrics_family(out, "daz_bus_late_responses_total", "counter", "Responses that came after their request timed out.");
-    metrics_sample(out, "daz_bus_late_responses_total", NULL, NULL, (double)t.late_responses);
+    metrics_one(out, "daz_bus_late_responses_total", "counter", "Responses that came after their request timed out.", (double)t.late_responses);
 }
 
 struct plugin_walk {

@@ -310,28 +310,25 @@ static void clear_output(struct room *r, int count_as_dropped)
     r->inflight_len = 0;
 }
 
-/* Kill the socket at the next writable turn, without a goodbye (lws 4.1's
- * LWS_TO_KILL_ASYNC did not close it on the libuv loop); the timeout is a
- * backstop for a socket that never becomes writable. The lws close callback
- * does the rest. */
-static void drop_socket(struct room *r)
+/* Close at the next writable turn (lws 4.1's LWS_TO_KILL_ASYNC did not
+ * close on the libuv loop): `kill` drops the socket without a goodbye,
+ * otherwise what is queued (e.g. a final "41") is written first. The timeout
+ * is a backstop for a socket that never becomes writable; the lws close
+ * callback does the rest. */
+static void close_later(struct room *r, int kill)
 {
     if (!r->wsi || r->wsi == WSI_CONNECTING)
         return;
-    r->want_kill = 1;
+    if (kill)
+        r->want_kill = 1;
+    else
+        r->want_close = 1;
     lws_callback_on_writable(r->wsi);
-    lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+    lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, kill ? 3 : 2);
 }
 
-/* Close after what is queued has been written (e.g. a final "41"). */
-static void close_socket(struct room *r)
-{
-    if (!r->wsi || r->wsi == WSI_CONNECTING)
-        return;
-    r->want_close = 1;
-    lws_callback_on_writable(r->wsi);
-    lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
-}
+static void drop_socket(struct room *r) { close_later(r, 1); }
+static void close_socket(struct room *r) { close_later(r, 0); }
 
 /* ------------------------------------------------------------ session reset */
 

@@ -116,6 +116,12 @@ void metrics_sample(struct metrics_out *out, const char *name, const char *label
     append_sample(out, name, "", label, label_value, value);
 }
 
+void metrics_one(struct metrics_out *out, const char *name, const char *type, const char *help, double value)
+{
+    metrics_family(out, name, type, help);
+    metrics_sample(out, name, NULL, NULL, value);
+}
+
 void metrics_histogram(struct metrics_out *out, const char *name, const char *label, const char *label_value,
                        const double *bounds, const unsigned long long *counts, size_t n, double sum)
 {
@@ -180,17 +186,14 @@ static long rss_bytes(void)
 static void process_provider(struct metrics_out *out, struct metrics *m)
 {
     double uptime = monotonic() - m->started;
-    metrics_family(out, "daz_uptime_seconds", "gauge", "Seconds since daz started.");
-    metrics_sample(out, "daz_uptime_seconds", NULL, NULL, uptime);
+    metrics_one(out, "daz_uptime_seconds", "gauge", "Seconds since daz started.", uptime);
     long rss = rss_bytes();
     if (rss >= 0) {
-        metrics_family(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-        metrics_sample(out, "process_resident_memory_bytes", NULL, NULL, (double)rss);
+        metrics_one(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", (double)rss);
     }
     long fds = open_fds();
     if (fds >= 0) {
-        metrics_family(out, "process_open_fds", "gauge", "Number of open file descriptors.");
-        metrics_sample(out, "process_open_fds", NULL, NULL, (double)fds);
+        metrics_one(out, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
     }
 }
 

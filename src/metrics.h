@@ -46,6 +46,8 @@ void metrics_family(struct metrics_out *out, const char *name, const char *type,
  * escaped as the exposition format requires. */
 void metrics_sample(struct metrics_out *out, const char *name, const char *label, const char *label_value,
                     double value);
+/* A family with a single unlabelled sample: the common case. */
+void metrics_one(struct metrics_out *out, const char *name, const char *type, const char *help, double value);
 /* A histogram from cumulative-free bucket counts: counts[i] observations
  * <= bounds[i], counts[n] the rest. */
 void metrics_histogram(struct metrics_out *out, const char *name, const char *label, const char *label_value,

@@ -54,14 +54,14 @@ function M.cleanup_tmp()
   tmpdirs = {}
 end
 
--- Poll fn() until it returns a truthy value or the deadline passes.
--- Returns fn's value; raises with `what` on timeout.
-function M.wait_until(fn, timeout_s, what)
+-- Poll fn() every interval_s (default 0.02) until it returns a truthy value
+-- or the deadline passes. Returns fn's value; raises with `what` on timeout.
+function M.wait_until(fn, timeout_s, what, interval_s)
   local deadline = M.now() + (timeout_s or 10)
   repeat
     local v = fn()
     if v then return v end
-    M.sleep(0.02)
+    M.sleep(interval_s or 0.02)
   until M.now() > deadline
   error(("timed out after %ss waiting for %s"):format(timeout_s or 10, what or "condition"), 2)
 end

@@ -51,13 +51,7 @@ end
 -- timeout_s. (Each poll runs curl or psql: a gentler pace than
 -- helpers.wait_until's keeps a loaded machine responsive.)
 function M.wait(fn, timeout_s, what)
-  local deadline = h.now() + (timeout_s or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    h.sleep(0.1)
-  until h.now() > deadline
-  error(("timed out after %ss waiting for %s"):format(timeout_s or 10, what or "condition"), 2)
+  return h.wait_until(fn, timeout_s, what, 0.1)
 end
 
 -- Wait for the bot to send `event` (chatMsg or pm) whose msg matches pattern,
