@@ -328,7 +328,7 @@ void pg_job_cancel(struct pg_job *job)
         job->cancelled = 1;
 }
 
-int pg_submit(struct pg_pool *pool, struct pg_job *job)
+static int submit(struct pg_pool *pool, struct pg_job *job, int first)
 {
     if (pool->closing || pool->queued >= pool->max_queued) {
         job_set_error(job, "08006", pool->closing ? "database pool closed" : "too many queued database jobs", 1);
@@ -337,17 +337,31 @@ int pg_submit(struct pg_pool *pool, struct pg_job *job)
     }
     job->queued_at_ms = pg_now_ms();
     job->submitted = monotonic_s();
-    job->next = NULL;
-    if (pool->tail)
-        pool->tail->next = job;
-    else
+    if (first) {
+        /* Keeps the queue ordered by age, which the queue timeout relies on. */
+        if (pool->head && pool->head->queued_at_ms < job->queued_at_ms)
+            job->queued_at_ms = pool->head->queued_at_ms;
+        job->next = pool->head;
         pool->head = job;
-    pool->tail = job;
+        if (!pool->tail)
+            pool->tail = job;
+    } else {
+        job->next = NULL;
+        if (pool->tail)
+            pool->tail->next = job;
+        else
+            pool->head = job;
+        pool->tail = job;
+    }
     pool->queued++;
     pool->jobs++;
     pool_pump(pool);
     return 0;
 }
+
+int pg_submit(struct pg_pool *pool, struct pg_job *job) { return submit(pool, job, 0); }
+
+int pg_submit_first(struct pg_pool *pool, struct pg_job *job) { return submit(pool, job, 1); }
 
 static struct pg_job *queue_pop(struct pg_pool *pool)
 {

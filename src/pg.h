@@ -81,6 +81,10 @@ void pg_job_free(struct pg_job *job);
  * queue is full or the pool is closed: then the job's callback has already
  * run with the error and the job is freed. */
 int pg_submit(struct pg_pool *pool, struct pg_job *job);
+/* Like pg_submit but ahead of every queued job: for a caller that has at
+ * most one job queued at a time (the batch writer), so plugins that flood
+ * the pool cannot starve it and it cannot starve them. */
+int pg_submit_first(struct pg_pool *pool, struct pg_job *job);
 /* The callback will not be called; the job is freed when the pool is done with it. */
 void pg_job_cancel(struct pg_job *job);
 

@@ -892,7 +892,7 @@ static void send_batch(struct pg_writer *w, struct batch *b)
     }
     w->inflight = b;
     w->inflight_job = job;
-    pg_submit(w->pool, job); /* on failure on_batch_done has run */
+    pg_submit_first(w->pool, job); /* on failure on_batch_done has run */
 }
 
 static void pump(struct pg_writer *w)

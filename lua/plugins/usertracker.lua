@@ -138,18 +138,49 @@ end
 
 local RECORDS = "jsonb_to_recordset($1::jsonb) AS x(room text, name text, t float8, text text, count int)"
 
-function P:flush()
+-- One write at a time, rows in key order: two writes of overlapping users
+-- would lock the same rows in different orders, deadlock, and hold pool
+-- connections while PostgreSQL sorts it out (a flood once kept all of them
+-- busy that way). A write asked for while one runs (the timer, the size
+-- trigger) just makes the running one go again; the ordered handlers (join,
+-- leave, AFK, user list) wait for it, so every message is written before the
+-- session it belongs to changes.
+local FLUSH_WAIT_MS = 2
+
+function P:flush(ordered)
   self.flush_asked = false
+  if self.flushing then
+    if not ordered then
+      self.flush_again = true
+      return
+    end
+    while self.flushing do daz.sleep(FLUSH_WAIT_MS) end
+  end
+  self.flushing = true
+  local ok, err = pcall(function()
+    repeat
+      self.flush_again = false
+      self:write_pending()
+    until not self.flush_again
+  end)
+  self.flushing = false
+  if not ok then error(err, 0) end
+end
+
+function P:write_pending()
   if self.pending_n == 0 then return end
+  local keys = {}
+  for k in pairs(self.pending) do keys[#keys + 1] = k end
+  table.sort(keys)
   local rows = {}
-  for _, m in pairs(self.pending) do rows[#rows + 1] = m end
+  for i, k in ipairs(keys) do rows[i] = self.pending[k] end
   self.pending, self.pending_n = {}, 0
   local json = require("cjson").encode(rows)
   local res, err = db:batch({
     { [[INSERT INTO daz_usertracker_users (channel, name_key, username, first_seen, last_seen,
           last_message, last_message_at, messages)
         SELECT x.room, lower(x.name), x.name, to_timestamp(x.t), to_timestamp(x.t), x.text, to_timestamp(x.t), x.count
-        FROM ]] .. RECORDS .. [[
+        FROM ]] .. RECORDS .. [[ ORDER BY x.room, lower(x.name)
         ON CONFLICT (channel, name_key) DO UPDATE SET
           last_message = CASE WHEN daz_usertracker_users.last_message_at > EXCLUDED.last_message_at
             THEN daz_usertracker_users.last_message ELSE EXCLUDED.last_message END,
@@ -231,7 +262,7 @@ function P:start()
   bus:subscribe("cytube.event.addUser", function(ev)
     local d = ev.data
     if type(d) ~= "table" or not valid_name(d.name) then return end
-    self:flush()
+    self:flush(true)
     if d.from_userlist and self.listing[ev.room] then self.listing[ev.room][d.name:lower()] = true end
     if not d.from_userlist then self.stats.joins = self.stats.joins + 1 end
     self:open(ev.room, d.name, tonumber(d.rank), daz.now(), d.from_userlist)
@@ -240,13 +271,13 @@ function P:start()
   bus:subscribe("cytube.event.userlist.end", function(ev)
     local present = self.listing[ev.room]
     self.listing[ev.room] = nil
-    self:flush()
+    self:flush(true)
     if present then self:reconcile(ev.room, present) end
   end)
   bus:subscribe("cytube.event.userLeave", function(ev)
     if type(ev.data) ~= "table" or not valid_name(ev.data.name) then return end
     self.stats.leaves = self.stats.leaves + 1
-    self:flush()
+    self:flush(true)
     self:close(ev.room, ev.data.name, daz.now())
   end)
   -- In order with joins and leaves: a message counts in the session its join opened.
@@ -254,7 +285,7 @@ function P:start()
   bus:subscribe("cytube.event.setAFK", function(ev)
     local d = ev.data
     if type(d) ~= "table" or not valid_name(d.name) then return end
-    self:flush()
+    self:flush(true)
     self:afk(ev.room, d.name, d.afk == true, daz.now())
   end)
   bus:subscribe("cytube.event.setUserRank", function(ev)
