@@ -567,6 +567,32 @@ static struct batch *q_pop(struct batch_queue *q)
     return b;
 }
 
+/* A backlog is written in bigger batches: each commit costs a WAL flush and
+ * a round trip, so under a flood 1,000-row batches leave the database
+ * waiting on fsync rather than inserting. Consecutive batches of the same
+ * table and columns are joined up to these bounds (the spool's record limit
+ * stays far away). */
+#define MERGE_MAX_ROWS 20000
+#define MERGE_MAX_BYTES (8u * 1024 * 1024)
+
+static struct batch *q_pop_merged(struct batch_queue *q)
+{
+    struct batch *b = q_pop(q);
+    while (b && q->head && b->rows + q->head->rows <= MERGE_MAX_ROWS && b->len + q->head->len <= MERGE_MAX_BYTES &&
+           strcmp(b->table, q->head->table) == 0 && strcmp(b->cols, q->head->cols) == 0) {
+        char *data = realloc(b->data, b->len + q->head->len + 1);
+        if (!data)
+            break; /* the smaller batch is still fine */
+        struct batch *next = q_pop(q);
+        memcpy(data + b->len, next->data, next->len + 1);
+        b->data = data;
+        b->len += next->len;
+        b->rows += next->rows;
+        batch_free(next);
+    }
+    return b;
+}
+
 static char *column_list(const struct table *t, uint64_t mask)
 {
     char *s = NULL;
@@ -947,7 +973,7 @@ static void pump(struct pg_writer *w)
             return;
         }
         if (w->mem.head) {
-            send_batch(w, q_pop(&w->mem));
+            send_batch(w, q_pop_merged(&w->mem));
             continue;
         }
         return;

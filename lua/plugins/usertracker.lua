@@ -108,10 +108,13 @@ function P:reconcile(room, present)
 end
 
 -- Chat is the busy stream: messages are added up in memory per user and
--- written together every flush_ms (or every MAX_PENDING lines), and always
--- before a join, leave, user list or AFK change is handled, so each message
--- still counts in the session that was open when it was said.
-local MAX_PENDING = 500
+-- written together every flush_ms (or sooner once MAX_PENDING users wait:
+-- memory stays bounded at one entry per user), and always before a join,
+-- leave, user list or AFK change is handled, so each message still counts
+-- in the session that was open when it was said. The bound is well above a
+-- busy channel's active users: each write upserts every user in it, so a low
+-- bound turns a flood into one upsert per line.
+local MAX_PENDING = 2000
 
 function P:message(ev)
   local d = ev.data
