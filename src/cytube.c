@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "event_json.h"
 #include "http_client.h"
 #include "log.h"
 #include "socketio.h"
@@ -215,12 +216,10 @@ static void publish_json(struct room *r, const char *type, int prio, json_t *dat
     struct cytube *cy = r->cy;
     if (cy->closing || !cy->bus)
         return;
-    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    struct event *ev = event_new_take(type, r->channel, prio, text, text ? strlen(text) : 0);
-    if (!ev) {
-        free(text);
+    /* The parsed value travels as it is: no text unless someone needs it. */
+    struct event *ev = event_new_json(type, r->channel, prio, data);
+    if (!ev)
         return;
-    }
     if (replayed)
         event_add_tag(ev, "replayed");
     if (own)

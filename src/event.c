@@ -7,6 +7,15 @@
 #include <string.h>
 
 static struct event_lua_hooks hooks;
+static struct event_native_hooks native_hooks;
+
+void event_set_native_hooks(const struct event_native_hooks *h)
+{
+    if (h)
+        native_hooks = *h;
+    else
+        memset(&native_hooks, 0, sizeof native_hooks);
+}
 
 void event_set_lua_hooks(const struct event_lua_hooks *h)
 {
@@ -146,12 +155,22 @@ void event_unref(struct event *ev)
         return;
     if (hooks.release)
         hooks.release(ev);
+    if (ev->native && native_hooks.release)
+        native_hooks.release(ev->native);
     free_fields(ev);
     free(ev);
 }
 
 const char *event_json(struct event *ev, size_t *len)
 {
+    if (!ev->json && ev->native) {
+        size_t n = 0;
+        char *text = native_hooks.encode ? native_hooks.encode(ev->native, &n) : NULL;
+        if (!text)
+            return NULL;
+        ev->json = text;
+        ev->json_len = n;
+    }
     /* LUA_NOREF (-2) and LUA_REFNIL (-1) both mean "no table to encode". */
     if (!ev->json && ev->lua_data_ref >= 0) {
         if (!hooks.encode || hooks.encode(ev) != 0 || !ev->json)

@@ -1,7 +1,9 @@
 /* event: the value that travels on the bus — type, room, priority, tags,
- * correlation id, and a payload held as JSON text and/or as a Lua table
- * (each made from the other at most once, on demand). Reference counted.
- * Uses only libc; the Lua host installs hooks for the Lua side. */
+ * correlation id, and a payload held as JSON text, as the core's parsed
+ * JSON value (`native`, a jansson json_t) and/or as a Lua table (each made
+ * from another at most once, on demand). Reference counted. Uses only libc;
+ * the Lua host installs hooks for the Lua side and event_json.c those for
+ * the native value. */
 #ifndef DAZ_EVENT_H
 #define DAZ_EVENT_H
 
@@ -31,6 +33,7 @@ struct event {
     uint64_t seq;               /* set by bus_publish: publish order */
     char *json;                 /* owned payload text, may be NULL until encoded */
     size_t json_len;
+    void *native;               /* owned parsed payload (json_t *), may be NULL */
     int lua_data_ref;           /* registry ref of the decoded payload table */
     int lua_event_ref;          /* registry ref of the Lua event object */
     char *error;                /* owned; a response that carries an error */
@@ -49,6 +52,14 @@ struct event_lua_hooks {
 };
 void event_set_lua_hooks(const struct event_lua_hooks *hooks);
 
+/* Hooks for the native payload: release drops it, encode returns its JSON
+ * text (malloc'd, NUL-terminated) or NULL. Installed by event_json.c. */
+struct event_native_hooks {
+    void (*release)(void *native);
+    char *(*encode)(void *native, size_t *len);
+};
+void event_set_native_hooks(const struct event_native_hooks *hooks);
+
 /* New event with refcount 1. `json` (may be NULL: no payload) is copied.
  * Returns NULL when out of memory or when type is NULL/empty. */
 struct event *event_new(const char *type, const char *room, int priority,
@@ -65,7 +76,8 @@ struct event *event_ref(struct event *ev);
 void event_unref(struct event *ev);
 
 /* The payload as JSON text ("null" when there is none). May encode from the
- * Lua table on first use; returns NULL only if that encoding fails. */
+ * native value or the Lua table on first use; returns NULL only if that
+ * encoding fails. */
 const char *event_json(struct event *ev, size_t *len);
 
 int event_set_error(struct event *ev, const char *error);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "event_json.h"
 #include "log.h"
 #include "version.h"
 
@@ -73,6 +74,17 @@ static void push_event_data(lua_State *L, struct event *ev)
 {
     if (ev->lua_data_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ev->lua_data_ref);
+        return;
+    }
+    json_t *native = event_json_value(ev);
+    if (native) {
+        if (event_json_push_lua(L, native) != 0) {
+            log_warn("bus", "%s: payload nested too deeply for Lua", ev->type);
+            lua_pushnil(L);
+            return;
+        }
+        lua_pushvalue(L, -1);
+        ev->lua_data_ref = host_ref(the_host, L);
         return;
     }
     if (!ev->json) {

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "event_json.h"
 #include "log.h"
 
 #define MAX_COLUMNS 64
@@ -1043,9 +1044,15 @@ static void on_rule_event(struct event *ev, void *ctx)
 {
     struct rule *r = ctx;
     struct pg_writer *w = r->w;
-    size_t len;
-    const char *text = event_json(ev, &len);
-    json_t *data = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
+    /* Events from the rooms carry their parsed payload; others are parsed here. */
+    json_t *data = event_json_value(ev);
+    if (data) {
+        json_incref(data);
+    } else {
+        size_t len;
+        const char *text = event_json(ev, &len);
+        data = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
+    }
     json_t *row = json_object();
     if (!row) {
         json_decref(data);
