@@ -92,6 +92,34 @@ function rssKb(pid, field = 'VmRSS') {
   return m ? Number(m[1]) : null;
 }
 
+// CPU seconds (user + system, all threads) a process has used so far.
+function cpuSeconds(pid) {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = text.substring(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+  } catch (e) {
+    return null;
+  }
+}
+
+// CPU seconds used so far by every process named `comm` (e.g. all of
+// PostgreSQL's backends), including ones that have exited meanwhile only
+// as far as their parent collected them (good enough for a before/after).
+function cpuSecondsOf(comm) {
+  let total = 0;
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(pid)) continue;
+    let text;
+    try { text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch (e) { continue; }
+    const name = text.substring(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    if (name !== comm) continue;
+    const f = text.substring(text.lastIndexOf(')') + 2).split(' ');
+    total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100; // own + waited-for children
+  }
+  return total;
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -377,6 +405,8 @@ async function phaseFlood() {
   const psql = new Psql(DB_URL);
   const before = await psql.count('floodroom');
   const progress = { lastId: Number(await psql.value("SELECT coalesce(max(id), 0) FROM daz_chat_log")), count: before };
+  const cpu0 = cpuSeconds(d.pid);
+  const pg0 = cpuSecondsOf('postgres');
   const ff = await control('POST', '/control/flood', { channel: 'floodroom', count: FLOOD_N, users: 1000, tag: `f${process.pid}` });
   let fstat = await control('GET', `/control/flood?id=${ff.id}`);
   let count = before;
@@ -402,6 +432,8 @@ async function phaseFlood() {
     if (serverDoneAt !== null && now - lastChange > 20000) break; // stalled: rows lost
     if (now > hardEnd || d.child.exitCode !== null) break;
   }
+  const cpu1 = cpuSeconds(d.pid);
+  const pg1 = cpuSecondsOf('postgres');
   await sleep(1500); // nothing more may arrive (no row twice either)
   const finalCount = (await psql.count('floodroom')) - before;
   await psql.close();
@@ -426,6 +458,13 @@ async function phaseFlood() {
     plugin_dropped: metrics.plugin_dropped,
     max_rows_in_flight: inFlight,
     daz_peak_rss_mb: peakRss ? round(peakRss / 1024, 1) : null,
+    // What the flood cost daz itself, from first line sent to last row
+    // committed: the rest of the time it waited for the server or PostgreSQL.
+    daz_cpu_s: cpu0 !== null && cpu1 !== null ? round(cpu1 - cpu0, 2) : null,
+    daz_cpu_us_per_event: cpu0 !== null && cpu1 !== null ? round(((cpu1 - cpu0) * 1e6) / FLOOD_N, 1) : null,
+    // PostgreSQL's CPU over the same time (every backend of the cluster,
+    // also other work on this machine's clusters, so an upper bound).
+    postgres_cpu_s: round(pg1 - pg0, 2),
     daz_exit: exitCode,
     timed_out: tEnd === null && Date.now() > hardEnd,
     aim_events_per_s: 20000,

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,12 +202,29 @@ int pg_format_epoch_ms(double ms, char *out, size_t outsz)
         secs += 1;
         millis -= 1000;
     }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
+    /* Rows come in runs from the same second: the date and time part is
+     * formatted once per second (gmtime_r and snprintf were most of a
+     * logged line's cost in the writer). */
+    static __thread double cached_secs = -1e300;
+    static __thread char cached[80];
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm))
+            return -1;
+        snprintf(cached, sizeof cached, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_secs = secs;
+    }
+    size_t n = strlen(cached);
+    if (outsz < n + 8)
         return -1;
-    snprintf(out, outsz, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    memcpy(out, cached, n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + millis / 100);
+    out[n + 2] = (char)('0' + millis / 10 % 10);
+    out[n + 3] = (char)('0' + millis % 10);
+    memcpy(out + n + 4, "+00", 4);
     return 0;
 }
 
@@ -340,6 +358,9 @@ static const char *encode_value(char **buf, size_t *len, size_t *cap, const stru
         return buf_add(buf, len, cap, tmp, (size_t)n) == 0 ? NULL : "out of memory";
     }
     case OID_JSON: case OID_JSONB: {
+        /* CyTube's meta is mostly {}: no need to run the encoder for it. */
+        if ((json_is_object(v) && json_object_size(v) == 0) || (json_is_array(v) && json_array_size(v) == 0))
+            return buf_add(buf, len, cap, json_is_object(v) ? "{}" : "[]", 2) == 0 ? NULL : "out of memory";
         char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!text)
             return "out of memory";
@@ -418,58 +439,51 @@ static void arm_flush(struct pg_writer *w)
     }
 }
 
-/* Validates and buffers one row (a JSON object). Returns 0 or -1 (rejected). */
-static int add_row(struct pg_writer *w, const char *table, json_t *row)
+static int reject(struct pg_writer *w, uint64_t *counter, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reject(struct pg_writer *w, uint64_t *counter, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    w->st.rows_rejected++;
+    if (counter)
+        (*counter)++;
+    complain(w, "%s", msg);
+    return -1;
+}
+
+/* Validates and buffers one row given as n (column name, value) pairs; a
+ * NULL value is SQL NULL. Logger rules call this with their fields as they
+ * are, log.request rows through add_row. Returns 0 or -1 (rejected). */
+static int add_row_fields(struct pg_writer *w, const char *table, int n, char *const *names, json_t *const *values)
 {
     w->st.rows_received++;
     struct table *t = table ? find_table(w, table) : NULL;
-    if (!t) {
-        w->st.rows_rejected++;
-        w->st.rejected_unknown_table++;
-        complain(w, "row rejected: unknown table %s", table ? table : "(none)");
-        return -1;
-    }
-    if (!json_is_object(row)) {
-        w->st.rows_rejected++;
-        w->st.rejected_bad_row++;
-        complain(w, "row for %s rejected: the row must be an object", t->name);
-        return -1;
-    }
+    if (!t)
+        return reject(w, &w->st.rejected_unknown_table, "row rejected: unknown table %s", table ? table : "(none)");
     uint64_t mask = 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach(row, key, v) {
-        int i = find_column(t, key);
-        if (i < 0 || i >= MAX_COLUMNS || !t->cols[i].insertable) {
-            w->st.rows_rejected++;
-            w->st.rejected_bad_row++;
-            complain(w, "row for %s rejected: %s column %s", t->name, i < 0 ? "no" : "cannot write", key);
-            return -1;
-        }
+    json_t *vals[MAX_COLUMNS];
+    for (int k = 0; k < n; k++) {
+        int i = find_column(t, names[k]);
+        if (i < 0 || i >= MAX_COLUMNS || !t->cols[i].insertable)
+            return reject(w, &w->st.rejected_bad_row, "row for %s rejected: %s column %s", t->name,
+                          i < 0 ? "no" : "cannot write", names[k]);
         mask |= 1ull << i;
+        vals[i] = values[k];
     }
     /* Columns left out must be nullable or have a default. */
     for (int i = 0; i < t->ncols && i < MAX_COLUMNS; i++) {
         const struct column *c = &t->cols[i];
-        if (!(mask & (1ull << i)) && c->insertable && c->notnull && !c->hasdef) {
-            w->st.rows_rejected++;
-            w->st.rejected_bad_row++;
-            complain(w, "row for %s rejected: missing field %s", t->name, c->name);
-            return -1;
-        }
+        if (!(mask & (1ull << i)) && c->insertable && c->notnull && !c->hasdef)
+            return reject(w, &w->st.rejected_bad_row, "row for %s rejected: missing field %s", t->name, c->name);
     }
-    if (mask == 0) {
-        w->st.rows_rejected++;
-        w->st.rejected_bad_row++;
-        complain(w, "row for %s rejected: no fields", t->name);
-        return -1;
-    }
+    if (mask == 0)
+        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: no fields", t->name);
     struct buffer *b = get_buffer(w, t, mask);
-    if (!b) {
-        w->st.rows_rejected++;
-        complain(w, "row for %s rejected: out of memory", t->name);
-        return -1;
-    }
+    if (!b)
+        return reject(w, NULL, "row for %s rejected: out of memory", t->name);
     size_t mark = b->len;
     char why[256];
     int first = 1;
@@ -479,16 +493,12 @@ static int add_row(struct pg_writer *w, const char *table, json_t *row)
         if (!first && buf_add(&b->data, &b->len, &b->cap, "\t", 1) != 0)
             goto oom;
         first = 0;
-        const char *err = encode_value(&b->data, &b->len, &b->cap, &t->cols[i], json_object_get(row, t->cols[i].name),
-                                       why, sizeof why);
+        const char *err = encode_value(&b->data, &b->len, &b->cap, &t->cols[i], vals[i], why, sizeof why);
         if (err) {
             b->len = mark;
             if (b->data)
                 b->data[mark] = '\0';
-            w->st.rows_rejected++;
-            w->st.rejected_bad_row++;
-            complain(w, "row for %s rejected: %s", t->name, err);
-            return -1;
+            return reject(w, &w->st.rejected_bad_row, "row for %s rejected: %s", t->name, err);
         }
     }
     if (buf_add(&b->data, &b->len, &b->cap, "\n", 1) != 0)
@@ -502,9 +512,37 @@ static int add_row(struct pg_writer *w, const char *table, json_t *row)
     return 0;
 oom:
     b->len = mark;
-    w->st.rows_rejected++;
-    complain(w, "row for %s rejected: out of memory", t->name);
-    return -1;
+    if (b->data)
+        b->data[mark] = '\0';
+    return reject(w, NULL, "row for %s rejected: out of memory", t->name);
+}
+
+/* One row as a JSON object (log.request, pg_writer_add_json). */
+static int add_row(struct pg_writer *w, const char *table, json_t *row)
+{
+    if (!json_is_object(row)) {
+        if (!table || !find_table(w, table))
+            return add_row_fields(w, table, 0, NULL, NULL); /* says the table is unknown */
+        w->st.rows_received++;
+        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: the row must be an object",
+                      table ? table : "(none)");
+    }
+    size_t n = json_object_size(row);
+    if (n > MAX_COLUMNS) {
+        w->st.rows_received++;
+        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: more than %d fields", table ? table : "(none)",
+                      MAX_COLUMNS);
+    }
+    char *names[MAX_COLUMNS];
+    json_t *values[MAX_COLUMNS];
+    int k = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(row, key, v) {
+        names[k] = (char *)key;
+        values[k++] = v;
+    }
+    return add_row_fields(w, table, k, names, values);
 }
 
 int pg_writer_add_json(struct pg_writer *w, const char *table, const char *row_json)
@@ -1043,7 +1081,6 @@ static json_t *event_field(struct event *ev, json_t *data, const struct field *f
 static void on_rule_event(struct event *ev, void *ctx)
 {
     struct rule *r = ctx;
-    struct pg_writer *w = r->w;
     /* Events from the rooms carry their parsed payload; others are parsed here. */
     json_t *data = event_json_value(ev);
     if (data) {
@@ -1053,17 +1090,13 @@ static void on_rule_event(struct event *ev, void *ctx)
         const char *text = event_json(ev, &len);
         data = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
     }
-    json_t *row = json_object();
-    if (!row) {
-        json_decref(data);
-        return;
-    }
-    for (int i = 0; i < r->nfields; i++) {
-        json_t *v = event_field(ev, data, &r->fields[i]);
-        json_object_set_new(row, r->columns[i], v ? v : json_null());
-    }
-    add_row(w, r->table_name, row);
-    json_decref(row);
+    json_t *values[MAX_COLUMNS];
+    int n = r->nfields < MAX_COLUMNS ? r->nfields : MAX_COLUMNS;
+    for (int i = 0; i < n; i++)
+        values[i] = event_field(ev, data, &r->fields[i]);
+    add_row_fields(r->w, r->table_name, n, r->columns, values);
+    for (int i = 0; i < n; i++)
+        json_decref(values[i]);
     json_decref(data);
 }
 

@@ -33,6 +33,9 @@ local filter_marks = {
 
 function M.to_text(s)
   if type(s) ~= "string" then return "" end
+  -- Most chat has neither a tag nor an entity: nothing to undo (one scan
+  -- instead of four pattern passes over every line).
+  if not s:find("[<&]") then return s end
   s = s:gsub('<span class="spoiler">(.-)</span>', "[sp]%1[/sp]")
   s = s:gsub("<(%a+)[^>]*>(.-)</%1>", function(tag, inner)
     local mark = filter_marks[tag:lower()]

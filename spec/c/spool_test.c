@@ -137,6 +137,15 @@ static void test_copy_and_values(void)
     ok(pg_format_epoch_ms(-1.0, t, sizeof t) == 0, "before 1970");
     is_str(t, "1969-12-31 23:59:59.999+00", "negative ms");
     ok(pg_format_epoch_ms(NAN, t, sizeof t) != 0, "NaN is refused");
+    /* The date part is cached per second: the same second again, another
+     * second, and back must each come out whole. */
+    pg_format_epoch_ms(1700000000007.0, t, sizeof t);
+    is_str(t, "2023-11-14 22:13:20.007+00", "same second, other milliseconds");
+    pg_format_epoch_ms(1700000061999.0, t, sizeof t);
+    is_str(t, "2023-11-14 22:14:21.999+00", "next minute");
+    pg_format_epoch_ms(1700000000000.0, t, sizeof t);
+    is_str(t, "2023-11-14 22:13:20.000+00", "back to the cached second's neighbour");
+    ok(pg_format_epoch_ms(1700000000123.0, t, 20) != 0, "too small a buffer is refused");
 
     double secs = 0;
     ok(pg_parse_timestamp("2024-03-01 12:34:56.789+00", &secs) == 0 && fabs(secs - 1709296496.789) < 1e-6,
