@@ -17,17 +17,14 @@
 -- answer to its request. Call from the plugin's start().
 local M = {}
 
+local cut = require("text").cut
 local MAX_REPLY = 1000  -- bytes; the rooms split long lines
 
 -- Text that is safe to send to chat: no control characters, bounded, and
 -- never starting with "/" (a CyTube chat command).
 function M.safe_text(text)
   text = tostring(text):gsub("[%c]+", " ")
-  if #text > MAX_REPLY then
-    text = text:sub(1, MAX_REPLY)
-    -- do not cut a UTF-8 sequence in half
-    while #text > 0 and not utf8.len(text) do text = text:sub(1, -2) end
-  end
+  text = cut(text, MAX_REPLY) -- never half a UTF-8 sequence
   if text:match("^%s*/") then text = "» " .. text end
   return text
 end

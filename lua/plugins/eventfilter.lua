@@ -11,6 +11,7 @@
 -- PM. The answer to the request ({ok=true} or an error) and how long it took
 -- go to daz_eventfilter_history.
 local html = require("html")
+local cut = require("text").cut
 local args = require("args")
 local ratelimit = require("ratelimit")
 local cjson = require("cjson")
@@ -294,9 +295,8 @@ function P:handle(ev, pm)
     local escaped = prefix:gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;")
     if escaped == prefix or not msg:find(escaped, 1, true) then return end
   end
-  local text = html.to_text(msg):gsub("^%s+", "")
   -- A cut (or hostile) line may end inside a character: drop the broken tail.
-  while #text > 0 and not utf8.len(text) do text = text:sub(1, -2) end
+  local text = cut((html.to_text(msg):gsub("^%s+", "")))
   if text:sub(1, #prefix) ~= prefix then return end
   local word, rest = text:sub(#prefix + 1):match("^(%S+)%s*(.-)%s*$")
   if not word or #word > 32 then return end

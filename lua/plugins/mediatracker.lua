@@ -11,6 +11,7 @@
 -- when the same medium is still on, also after a restart.
 local commands = require("commands")
 local duration = require("duration")
+local cut = require("text").cut
 local cjson = require("cjson")
 
 local P = { name = "mediatracker" }
@@ -34,11 +35,7 @@ function P:restore(state) self.rooms = state.rooms or {} end
 local function str(v, max)
   if type(v) ~= "string" and type(v) ~= "number" then return nil end
   v = tostring(v):gsub("%c", " ")
-  if #v > (max or MAX_TEXT) then
-    v = v:sub(1, max or MAX_TEXT)
-    while #v > 0 and not utf8.len(v) do v = v:sub(1, -2) end
-  end
-  return v
+  return cut(v, max or MAX_TEXT)
 end
 
 local function num(v) return type(v) == "number" and v == v and v or nil end

@@ -10,6 +10,7 @@
 local commands = require("commands")
 local duration = require("duration")
 local html = require("html")
+local cut = require("text").cut
 
 local P = { name = "usertracker" }
 
@@ -120,8 +121,7 @@ function P:message(ev)
   local d = ev.data
   if ev.replayed or type(d) ~= "table" or not valid_name(d.username) or type(d.msg) ~= "string" then return end
   local t = tonumber(d.time) and d.time / 1000 or daz.now()
-  local text = html.to_text(d.msg:sub(1, 4 * MAX_MESSAGE)):sub(1, MAX_MESSAGE)
-  while #text > 0 and not utf8.len(text) do text = text:sub(1, -2) end
+  local text = cut(html.to_text(d.msg:sub(1, 4 * MAX_MESSAGE)), MAX_MESSAGE)
   self.stats.messages = self.stats.messages + 1
   local key = ev.room .. "\0" .. d.username:lower()
   local m = self.pending[key]
@@ -141,10 +141,10 @@ end
 
 local RECORDS = "jsonb_to_recordset($1::jsonb) AS x(room text, name text, t float8, text text, count int)"
 
--- One write at a time, rows in key order: two writes of overlapping users
--- would lock the same rows in different orders, deadlock, and hold pool
--- connections while PostgreSQL sorts it out (a flood once kept all of them
--- busy that way). A write asked for while one runs (the timer, the size
+-- One write at a time, rows in key order (the ORDER BY): two writes of
+-- overlapping users would lock the same rows in different orders, deadlock,
+-- and hold pool connections while PostgreSQL sorts it out (a flood once kept
+-- all of them busy that way). A write asked for while one runs (the timer, the size
 -- trigger) just makes the running one go again; the ordered handlers (join,
 -- leave, AFK, user list) wait for it, so every message is written before the
 -- session it belongs to changes.
@@ -170,14 +170,28 @@ function P:flush(ordered)
   if not ok then error(err, 0) end
 end
 
+-- Users per statement: each chunk is encoded and sent on its own, so the
+-- loop is never held for long (a 1,000-user write in one piece stalled
+-- replies by several milliseconds) and waiting for the database between
+-- chunks lets everything else run.
+local WRITE_CHUNK = 200
+
 function P:write_pending()
   if self.pending_n == 0 then return end
-  local keys = {}
-  for k in pairs(self.pending) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local rows = {}
-  for i, k in ipairs(keys) do rows[i] = self.pending[k] end
+  local pending = self.pending
   self.pending, self.pending_n = {}, 0
+  local chunk = {}
+  for _, m in pairs(pending) do
+    chunk[#chunk + 1] = m
+    if #chunk == WRITE_CHUNK then
+      self:write_chunk(chunk)
+      chunk = {}
+    end
+  end
+  if #chunk > 0 then self:write_chunk(chunk) end
+end
+
+function P:write_chunk(rows)
   local json = require("cjson").encode(rows)
   local res, err = db:batch({
     { [[INSERT INTO daz_usertracker_users (channel, name_key, username, first_seen, last_seen,
