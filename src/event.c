@@ -37,27 +37,30 @@ static int clamp_priority(int priority)
 static void free_fields(struct event *ev)
 {
     for (int i = 0; i < ev->tag_count; i++)
-        free(ev->tags[i]);
-    free(ev->tags);
+        if (ev->tags[i] != ev->room_tag)
+            free(ev->tags[i]);
+    if (ev->tags != ev->inline_tags)
+        free(ev->tags);
     free(ev->json);
     free(ev->error);
 }
 
-/* Adds "room:<room>" without a temporary buffer. */
-static int add_room_tag(struct event *ev)
+/* Appends an owned (or, for the room tag, embedded) string to the tags. */
+static int push_tag(struct event *ev, char *tag)
 {
-    size_t room_len = strlen(ev->room);
-    char *tag = malloc(5 + room_len + 1);
-    if (!tag)
-        return -1;
-    memcpy(tag, "room:", 5);
-    memcpy(tag + 5, ev->room, room_len + 1);
-    char **tags = realloc(ev->tags, (size_t)(ev->tag_count + 1) * sizeof *tags);
-    if (!tags) {
-        free(tag);
-        return -1;
+    int cap = (int)(sizeof ev->inline_tags / sizeof ev->inline_tags[0]);
+    if (ev->tags == ev->inline_tags && ev->tag_count == cap) {
+        char **heap = malloc((size_t)(cap + 1) * sizeof *heap);
+        if (!heap)
+            return -1;
+        memcpy(heap, ev->inline_tags, sizeof ev->inline_tags);
+        ev->tags = heap;
+    } else if (ev->tags != ev->inline_tags) {
+        char **tags = realloc(ev->tags, (size_t)(ev->tag_count + 1) * sizeof *tags);
+        if (!tags)
+            return -1;
+        ev->tags = tags;
     }
-    ev->tags = tags;
     ev->tags[ev->tag_count++] = tag;
     return 0;
 }
@@ -71,7 +74,8 @@ struct event *event_new_take(const char *type, const char *room, int priority,
     }
     size_t type_len = strlen(type);
     size_t room_len = room ? strlen(room) : 0;
-    size_t extra = type_len + 1 + (room ? room_len + 1 : 0);
+    /* type, room and "room:<room>" share the struct's allocation. */
+    size_t extra = type_len + 1 + (room ? 2 * room_len + 7 : 0);
     struct event *ev = malloc(sizeof *ev + extra);
     if (!ev) {
         free(json);
@@ -82,19 +86,20 @@ struct event *event_new_take(const char *type, const char *room, int priority,
     ev->priority = clamp_priority(priority);
     ev->type = (char *)(ev + 1);
     memcpy(ev->type, type, type_len + 1);
+    ev->tags = ev->inline_tags;
     if (room) {
         ev->room = ev->type + type_len + 1;
         memcpy(ev->room, room, room_len + 1);
+        ev->room_tag = ev->room + room_len + 1;
+        memcpy(ev->room_tag, "room:", 5);
+        memcpy(ev->room_tag + 5, room, room_len + 1);
     }
     ev->json = json;
     ev->json_len = json ? json_len : 0;
     ev->lua_data_ref = EVENT_NO_REF;
     ev->lua_event_ref = EVENT_NO_REF;
-    if (room && add_room_tag(ev) != 0) {
-        free_fields(ev);
-        free(ev);
-        return NULL;
-    }
+    if (room)
+        push_tag(ev, ev->room_tag); /* the inline array has room: cannot fail */
     return ev;
 }
 
@@ -121,13 +126,10 @@ int event_add_tag(struct event *ev, const char *tag)
     char *copy = strdup(tag);
     if (!copy)
         return -1;
-    char **tags = realloc(ev->tags, (size_t)(ev->tag_count + 1) * sizeof *tags);
-    if (!tags) {
+    if (push_tag(ev, copy) != 0) {
         free(copy);
         return -1;
     }
-    ev->tags = tags;
-    ev->tags[ev->tag_count++] = copy;
     return 0;
 }
 

@@ -27,8 +27,10 @@ struct event {
     int priority;               /* enum event_priority */
     char *type;                 /* owned */
     char *room;                 /* owned, may be NULL */
-    char **tags;                /* owned array of owned strings */
+    char **tags;                /* the tags: inline_tags or an owned array; strings owned */
     int tag_count;
+    char *room_tag;             /* "room:<room>", in the event's own allocation */
+    char *inline_tags[4];       /* the first tags: no allocation for the usual few */
     uint64_t correlation_id;    /* non-zero on requests and their responses */
     uint64_t seq;               /* set by bus_publish: publish order */
     char *json;                 /* owned payload text, may be NULL until encoded */

@@ -614,17 +614,31 @@ static struct batch *q_pop(struct batch_queue *q)
 #define MERGE_MAX_ROWS 20000
 #define MERGE_MAX_BYTES (8u * 1024 * 1024)
 
+static int mergeable(const struct batch *a, const struct batch *b, uint32_t rows, size_t len)
+{
+    return rows + b->rows <= MERGE_MAX_ROWS && len + b->len <= MERGE_MAX_BYTES && strcmp(a->table, b->table) == 0 &&
+           strcmp(a->cols, b->cols) == 0;
+}
+
 static struct batch *q_pop_merged(struct batch_queue *q)
 {
     struct batch *b = q_pop(q);
-    while (b && q->head && b->rows + q->head->rows <= MERGE_MAX_ROWS && b->len + q->head->len <= MERGE_MAX_BYTES &&
-           strcmp(b->table, q->head->table) == 0 && strcmp(b->cols, q->head->cols) == 0) {
-        char *data = realloc(b->data, b->len + q->head->len + 1);
-        if (!data)
-            break; /* the smaller batch is still fine */
+    if (!b || !q->head || !mergeable(b, q->head, b->rows, b->len))
+        return b;
+    /* Size the joined batch first: one allocation, each row copied once. */
+    uint32_t rows = b->rows;
+    size_t len = b->len;
+    for (struct batch *n = q->head; n && mergeable(b, n, rows, len); n = n->next) {
+        rows += n->rows;
+        len += n->len;
+    }
+    char *data = realloc(b->data, len + 1);
+    if (!data)
+        return b; /* the smaller batch is still fine */
+    b->data = data;
+    while (b->rows < rows) {
         struct batch *next = q_pop(q);
-        memcpy(data + b->len, next->data, next->len + 1);
-        b->data = data;
+        memcpy(b->data + b->len, next->data, next->len + 1);
         b->len += next->len;
         b->rows += next->rows;
         batch_free(next);

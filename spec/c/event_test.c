@@ -66,6 +66,17 @@ int main(void)
     check(event_add_tag(ev, "urgent") == 0 && ev->tag_count == 2, "adding a tag twice keeps one copy");
     check(!event_has_tag(ev, "room:other"), "a missing tag is not found");
     check(!event_has_tag(ev, "room:"), "a tag prefix is not a match");
+    /* The first few tags live in the event itself; more move to the heap. */
+    int added = 1;
+    char tag[16];
+    for (int i = 0; i < 7; i++) {
+        snprintf(tag, sizeof tag, "t%d", i);
+        added &= event_add_tag(ev, tag) == 0;
+    }
+    check(added && ev->tag_count == 9, "many tags can be added");
+    check(event_has_tag(ev, "room:lobby") && event_has_tag(ev, "urgent") && event_has_tag(ev, "t0") &&
+              event_has_tag(ev, "t6"),
+          "every tag is still there after the move (ASan checks the frees)");
 
     check(event_set_error(ev, "boom") == 0, "an error can be set");
     is_str(ev->error, "boom", "the error is kept");
