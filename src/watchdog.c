@@ -39,29 +39,36 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Polls: often while Lua runs, rarely when the bot idles. */
+/* Polls often (half the threshold) while Lua is running or has just run,
+ * and every IDLE_POLL_NS otherwise: a bot whose plugins only wake for a
+ * timer now and then would otherwise take thousands of wake-ups a second.
+ * The cost: a long run that starts after a quiet spell is seen up to
+ * IDLE_POLL_NS late, so it is armed after at most threshold + IDLE_POLL_NS. */
+#define IDLE_POLL_NS 20000000L
+
 static void *watch(void *arg)
 {
     (void)arg;
     unsigned long seen = atomic_load(&run_seq), armed = 0;
-    long long seen_at = now_ns(), last_activity = seen_at;
+    long long seen_at = now_ns();
+    int active = 0;
     while (!atomic_load(&stopping)) {
-        long long now = now_ns();
-        int active = now - last_activity < 1000000000LL;
-        struct timespec nap = {0, active ? threshold_ns / 2 : 50000000L};
+        struct timespec nap = {0, active ? threshold_ns / 2 : IDLE_POLL_NS};
         nanosleep(&nap, NULL);
-        now = now_ns();
+        long long now = now_ns();
         unsigned long seq = atomic_load(&run_seq);
+        int in_lua = atomic_load(&running) != NULL;
         if (seq != seen) {
             seen = seq;
-            seen_at = last_activity = now;
+            seen_at = now;
+            active = 1;
             continue;
         }
-        if (atomic_load(&running) && seq != armed && now - seen_at >= threshold_ns) {
+        active = in_lua;
+        if (in_lua && seq != armed && now - seen_at >= threshold_ns) {
             armed = seq;
             atomic_store(&arm_seq, seq);
             pthread_kill(loop_thread, signum);
-            last_activity = now;
         }
     }
     return NULL;
