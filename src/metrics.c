@@ -67,6 +67,33 @@ static void append(struct metrics_out *out, const char *fmt, ...)
     }
 }
 
+/* Appends n bytes as they are: most of the exposition is names and label
+ * values, and a printf call per piece (or per character) made the
+ * once-a-second rebuild hold the loop for a millisecond or more. */
+static void append_raw(struct metrics_out *out, const char *s, size_t n)
+{
+    if (out->oom)
+        return;
+    if (out->len + n + 1 > out->cap) {
+        size_t cap = out->cap * 2 + n + 1;
+        char *text = realloc(out->text, cap);
+        if (!text) {
+            out->oom = 1;
+            return;
+        }
+        out->text = text;
+        out->cap = cap;
+    }
+    memcpy(out->text + out->len, s, n);
+    out->len += n;
+    out->text[out->len] = '\0';
+}
+
+static void append_str(struct metrics_out *out, const char *s)
+{
+    append_raw(out, s, strlen(s));
+}
+
 void metrics_family(struct metrics_out *out, const char *name, const char *type, const char *help)
 {
     append(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -75,18 +102,19 @@ void metrics_family(struct metrics_out *out, const char *name, const char *type,
 /* Label values: backslash, double quote and newline are escaped. */
 static void append_label(struct metrics_out *out, const char *label, const char *value)
 {
-    append(out, "%s=\"", label);
+    append_str(out, label);
+    append_raw(out, "=\"", 2);
+    const char *run = value;
     for (const char *p = value; *p; p++) {
-        if (*p == '\\')
-            append(out, "\\\\");
-        else if (*p == '"')
-            append(out, "\\\"");
-        else if (*p == '\n')
-            append(out, "\\n");
-        else
-            append(out, "%c", *p);
+        const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+        if (!esc)
+            continue;
+        append_raw(out, run, (size_t)(p - run));
+        append_raw(out, esc, 2);
+        run = p + 1;
     }
-    append(out, "\"");
+    append_str(out, run);
+    append_raw(out, "\"", 1);
 }
 
 static void append_value(struct metrics_out *out, double value)
@@ -101,11 +129,12 @@ static void append_value(struct metrics_out *out, double value)
 static void append_sample(struct metrics_out *out, const char *name, const char *suffix, const char *label,
                           const char *label_value, double value)
 {
-    append(out, "%s%s", name, suffix);
+    append_str(out, name);
+    append_str(out, suffix);
     if (label) {
-        append(out, "{");
+        append_raw(out, "{", 1);
         append_label(out, label, label_value);
-        append(out, "}");
+        append_raw(out, "}", 1);
     }
     append_value(out, value);
 }
