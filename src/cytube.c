@@ -1165,8 +1165,15 @@ static int ensure_lws(struct cytube *cy)
     /* TLS only when a room's server is https: loading the system CA bundle is
      * most of the start-up time and several MB of memory (make bench). */
     cy->lws_tls = 0;
-    for (struct room *r = cy->rooms; r; r = r->next)
+    unsigned enabled = 0;
+    for (struct room *r = cy->rooms; r; r = r->next) {
         cy->lws_tls |= r->enabled && strncasecmp(r->server, "https:", 6) == 0;
+        enabled += r->enabled != 0;
+    }
+    /* Without a limit lws sizes its fd tables by `ulimit -n` and zeroes them:
+     * 320 kB at 20,000 fds, 16 MB at 1,048,576. A room holds at most two
+     * sockets (one closing, one opening); lws itself a few. */
+    info.fd_limit_per_thread = 2 * enabled + 8;
     if (cy->lws_tls) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         /* Debian's lws 4.1 was built with LWS_OPENSSL_CLIENT_CERTS "../share":
