@@ -1,7 +1,7 @@
 # Daz: `make` builds bin/daz; `make run` runs the bot; `make test` runs every
 # test (installing and starting what it needs); `make bench` prints figures.
 
-PKGS      := libwebsockets libuv libpq lua5.4 libcurl libmicrohttpd jansson
+PKGS      := libwebsockets libuv libpq lua5.4 libmicrohttpd jansson openssl
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARNINGS  := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter

@@ -1131,6 +1131,7 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 
 static const struct lws_protocols PROTOCOLS[] = {
     {"daz-cytube", lws_callback, 0, 65536, 0, NULL, 0},
+    HTTP_CLIENT_PROTOCOL, /* discovery */
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1953,12 +1954,10 @@ void cytube_connect_all(struct cytube *cy)
         any |= r->enabled;
     if (!any)
         return;
+    /* Discovery runs on the lws context too (and shares its TLS setup). */
+    if (!cy->http && ensure_lws(cy) == 0)
+        cy->http = http_client_new(cy->loop, cy->lws, cy->lws_tls, cy->o.verify_tls);
     if (!cy->http) {
-        cy->http = http_client_new(cy->loop);
-        if (cy->http)
-            http_client_set_tls(cy->http, cy->o.verify_tls, cy->ca_file);
-    }
-    if (!cy->http || ensure_lws(cy) != 0) {
         log_error("cytube", "cannot start the CyTube connections");
         return;
     }
@@ -2003,10 +2002,10 @@ static void finish_close(struct cytube *cy)
             uv_close((uv_handle_t *)&r->t_send, timer_closed);
         }
     }
+    if (cy->http)
+        http_client_close(cy->http); /* before lws goes: it lets go of its connections */
     if (cy->lws)
         lws_context_destroy(cy->lws); /* first half: closes lws' handles on the loop */
-    if (cy->http)
-        http_client_close(cy->http);
 }
 
 static void on_close_tick(uv_timer_t *t)

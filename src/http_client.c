@@ -1,56 +1,124 @@
-/* http_client: see http_client.h. The shape follows curl's multi-uv.c
- * example: one uv_poll_t per socket curl asks about, one timer for curl's
- * timeouts, and a sweep of finished transfers after every action. */
+/* http_client: see http_client.h. A request: parse the URL, look the host up
+ * (uv_getaddrinfo), connect with lws to that address with the name as Host
+ * (and, for TLS, as SNI and the name the certificate must carry), collect
+ * the body; a redirect starts over at its Location. One timer per request
+ * bounds all of it, and its close frees the request. */
 #include "http_client.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
+#define MAX_REDIRECTS 3
+#define USER_AGENT "daz (CyTube bot)"
+
 struct http_request {
     struct http_client *client;
-    CURL *easy;
+    struct lws *wsi;          /* the connection; NULL while looking up or between redirects */
+    uv_getaddrinfo_t *lookup; /* in flight; its data points back here (NULL once abandoned) */
+    uv_timer_t deadline;      /* the whole request, redirects included */
+    int tls, port;
+    char host[256];
+    char path[1024];
+    char error[320];
+    long status;
+    int redirects;
+    int in_connect;     /* inside lws_client_connect_via_info: a failure is recorded, not reported */
+    int connect_failed;
+    int done;           /* reported or cancelled: nothing more happens but the close */
     char *body;
     size_t len, cap, max;
-    int too_large;
-    char errbuf[CURL_ERROR_SIZE];
     http_done_fn fn;
     void *ctx;
     struct http_request *prev, *next;
 };
 
-struct poll_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct http_client *client;
-};
-
 struct http_client {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
+    struct lws_context *lws;
+    int tls, verify;
     struct http_request *requests;
-    int open_handles; /* timer + polls not yet closed */
-    int tls_verify;
-    char *ca_file;
+    int open_handles; /* request timers not yet closed */
     int closing;
 };
 
-static int curl_ready;
-
-static void handle_closed(uv_handle_t *h)
+/* "http(s)://host[:port][/path][?query]" -> the request's target. */
+static int parse_url(struct http_request *r, const char *url)
 {
-    if (h->type == UV_POLL) {
-        struct poll_ctx *p = h->data;
-        p->client->open_handles--;
-        free(p);
+    const char *p;
+    if (strncasecmp(url, "https://", 8) == 0) {
+        r->tls = 1, r->port = 443, p = url + 8;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        r->tls = 0, r->port = 80, p = url + 7;
     } else {
-        struct http_client *c = h->data;
-        c->open_handles--;
+        return -1;
     }
+    size_t authority = strcspn(p, "/?#");
+    if (memchr(p, '@', authority))
+        return -1; /* credentials in the URL: not supported */
+    const char *host = p, *host_end;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', authority);
+        if (!close)
+            return -1;
+        host = p + 1;
+        host_end = close;
+        p = close + 1;
+    } else {
+        host_end = p + strcspn(p, ":/?#");
+        p = host_end;
+    }
+    size_t host_len = (size_t)(host_end - host);
+    if (host_len == 0 || host_len >= sizeof r->host)
+        return -1;
+    memcpy(r->host, host, host_len);
+    r->host[host_len] = '\0';
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port <= 0 || port > 65535)
+            return -1;
+        r->port = (int)port;
+        p = end;
+    }
+    if (*p && !strchr("/?#", *p))
+        return -1;
+    int n = (int)strcspn(p, "#");
+    int len = snprintf(r->path, sizeof r->path, "%s%.*s", *p == '/' ? "" : "/", n, p);
+    return len < 0 || (size_t)len >= sizeof r->path ? -1 : 0;
+}
+
+/* A redirect's Location, absolute or relative to the current URL. */
+static int follow(struct http_request *r, const char *location)
+{
+    char url[1600];
+    const char *scheme = r->tls ? "https" : "http";
+    int v6 = strchr(r->host, ':') != NULL;
+    if (strncasecmp(location, "http://", 7) == 0 || strncasecmp(location, "https://", 8) == 0) {
+        snprintf(url, sizeof url, "%s", location);
+    } else if (location[0] == '/' && location[1] == '/') {
+        snprintf(url, sizeof url, "%s:%s", scheme, location);
+    } else if (strcspn(location, ":") < strcspn(location, "/?#")) {
+        return -1; /* another scheme */
+    } else if (location[0] == '/') {
+        snprintf(url, sizeof url, "%s://%s%s%s:%d%s", scheme, v6 ? "[" : "", r->host, v6 ? "]" : "", r->port,
+                 location);
+    } else {
+        int dir = (int)strcspn(r->path, "?");
+        while (dir > 0 && r->path[dir - 1] != '/')
+            dir--;
+        snprintf(url, sizeof url, "%s://%s%s%s:%d%.*s%s", scheme, v6 ? "[" : "", r->host, v6 ? "]" : "", r->port,
+                 dir, r->path, location);
+    }
+    return parse_url(r, url);
 }
 
 static void unlink_request(struct http_request *r)
@@ -58,185 +126,299 @@ static void unlink_request(struct http_request *r)
     struct http_client *c = r->client;
     if (r->prev)
         r->prev->next = r->next;
-    else
+    else if (c->requests == r)
         c->requests = r->next;
     if (r->next)
         r->next->prev = r->prev;
     r->prev = r->next = NULL;
 }
 
-static void request_free(struct http_request *r)
+static void request_closed(uv_handle_t *h)
 {
-    if (r->easy) {
-        curl_multi_remove_handle(r->client->multi, r->easy);
-        curl_easy_cleanup(r->easy);
-    }
+    struct http_request *r = h->data;
+    r->client->open_handles--;
     free(r->body);
     free(r);
 }
 
-static void sweep(struct http_client *c)
+/* Lets go of the connection and the lookup; the request itself is freed
+ * once its timer has closed. */
+static void release(struct http_request *r)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(c->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct http_request *r = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        if (!r)
-            continue;
-        CURLcode res = msg->data.result;
-        long status = 0;
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-        char why[CURL_ERROR_SIZE + 64];
-        const char *error = NULL;
-        if (r->too_large) {
-            error = "response too large";
-        } else if (res == CURLE_OPERATION_TIMEDOUT) {
-            error = "timeout";
-        } else if (res != CURLE_OK) {
-            snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(res), r->errbuf[0] ? ": " : "", r->errbuf);
-            error = why;
-        }
-        unlink_request(r);
-        http_done_fn fn = r->fn;
-        void *ctx = r->ctx;
-        const char *body = r->body ? r->body : "";
-        size_t len = r->len;
-        /* Call last, after unlinking: the callback may start new requests. */
-        fn(status, body, len, error, ctx);
-        request_free(r);
+    r->done = 1;
+    unlink_request(r);
+    if (r->wsi) {
+        lws_set_opaque_user_data(r->wsi, NULL);
+        lws_set_timeout(r->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        r->wsi = NULL;
     }
+    if (r->lookup) {
+        r->lookup->data = NULL;
+        uv_cancel((uv_req_t *)r->lookup); /* its callback still runs, and frees it */
+        r->lookup = NULL;
+    }
+    uv_timer_stop(&r->deadline);
+    uv_close((uv_handle_t *)&r->deadline, request_closed);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+/* Reports once, then releases. */
+static void finish(struct http_request *r, long status, const char *error)
 {
-    struct poll_ctx *p = h->data;
-    struct http_client *c = p->client;
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    int running;
-    curl_multi_socket_action(c->multi, p->fd, flags, &running);
-    sweep(c);
+    if (r->done)
+        return;
+    r->done = 1;
+    unlink_request(r);
+    r->fn(status, r->body ? r->body : "", r->len, error, r->ctx);
+    release(r);
 }
 
-static void on_timeout(uv_timer_t *t)
+/* The connection stops belonging to the request (lws closes it, or already did). */
+static void detach(struct http_request *r, struct lws *wsi)
 {
-    struct http_client *c = t->data;
-    int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    sweep(c);
+    lws_set_opaque_user_data(wsi, NULL);
+    if (r->wsi == wsi)
+        r->wsi = NULL;
 }
 
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+static void on_deadline(uv_timer_t *t) { finish(t->data, 0, "timeout"); }
+
+static void connect_to(struct http_request *r, const char *address)
 {
-    struct http_client *c = userp;
-    if (c->closing)
-        return 0;
-    if (timeout_ms < 0)
-        uv_timer_stop(&c->timer);
+    struct http_client *c = r->client;
+    if (r->tls && !c->tls) {
+        finish(r, 0, "https:// needs TLS, which is set up only when a room's server is https://");
+        return;
+    }
+    char host[300];
+    int v6 = strchr(r->host, ':') != NULL;
+    if (r->port == (r->tls ? 443 : 80))
+        snprintf(host, sizeof host, "%s%s%s", v6 ? "[" : "", r->host, v6 ? "]" : "");
     else
-        uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
+        snprintf(host, sizeof host, "%s%s%s:%d", v6 ? "[" : "", r->host, v6 ? "]" : "", r->port);
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = c->lws;
+    ci.address = address;
+    ci.port = r->port;
+    ci.path = r->path;
+    ci.host = host;
+    ci.method = "GET";
+    ci.alpn = "http/1.1";
+    ci.local_protocol_name = HTTP_CLIENT_PROTOCOL_NAME;
+    ci.opaque_user_data = r;
+    ci.ssl_connection = LCCSCF_HTTP_NO_FOLLOW_REDIRECT; /* followed here: lws would look names up blocking */
+    if (r->tls)
+        ci.ssl_connection |= LCCSCF_USE_SSL | (c->verify ? 0
+                                                          : LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_INSECURE |
+                                                                LCCSCF_ALLOW_EXPIRED |
+                                                                LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK);
+    r->status = 0;
+    r->len = 0;
+    r->connect_failed = 0;
+    r->in_connect = 1;
+    struct lws *w = lws_client_connect_via_info(&ci);
+    r->in_connect = 0;
+    if (!w || r->connect_failed) {
+        if (!r->connect_failed)
+            snprintf(r->error, sizeof r->error, "cannot start a connection to %s:%d", r->host, r->port);
+        finish(r, 0, r->error);
+        return;
+    }
+    r->wsi = w;
+}
+
+static void on_resolved(uv_getaddrinfo_t *q, int status, struct addrinfo *res)
+{
+    struct http_request *r = q->data;
+    free(q);
+    if (!r) { /* abandoned */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    r->lookup = NULL;
+    if (status != 0 || !res) {
+        uv_freeaddrinfo(res);
+        snprintf(r->error, sizeof r->error, "cannot resolve %s: %s", r->host, uv_strerror(status));
+        finish(r, 0, r->error);
+        return;
+    }
+    char address[INET6_ADDRSTRLEN];
+    const void *a = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                                               : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    const char *ok = inet_ntop(res->ai_family, a, address, sizeof address);
+    uv_freeaddrinfo(res);
+    if (!ok) {
+        snprintf(r->error, sizeof r->error, "cannot resolve %s: unusable address", r->host);
+        finish(r, 0, r->error);
+        return;
+    }
+    connect_to(r, address);
+}
+
+static int start_lookup(struct http_request *r)
+{
+    uv_getaddrinfo_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return UV_ENOMEM;
+    q->data = r;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(r->client->loop, q, on_resolved, r->host, NULL, &hints);
+    if (rc != 0) {
+        free(q);
+        return rc;
+    }
+    r->lookup = q;
     return 0;
 }
 
-static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+static int append_body(struct http_request *r, const void *data, size_t n)
 {
-    struct http_client *c = userp;
-    struct poll_ctx *p = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (p) {
-            uv_poll_stop(&p->poll);
-            uv_close((uv_handle_t *)&p->poll, handle_closed);
-            curl_multi_assign(c->multi, s, NULL);
-        }
-        return 0;
-    }
-    if (!p) {
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return -1;
-        if (uv_poll_init_socket(c->loop, &p->poll, s) != 0) {
-            free(p);
-            return -1;
-        }
-        p->fd = s;
-        p->client = c;
-        p->poll.data = p;
-        c->open_handles++;
-        curl_multi_assign(c->multi, s, p);
-    }
-    p->poll.data = p;
-    int events = 0;
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&p->poll, events, on_poll);
-    return 0;
-}
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct http_request *r = userdata;
-    size_t n = size * nmemb;
-    if (r->len + n > r->max) {
-        r->too_large = 1;
-        return 0; /* aborts the transfer */
-    }
+    if (r->len + n > r->max)
+        return -1;
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 1024;
         while (cap < r->len + n + 1)
             cap *= 2;
         char *b = realloc(r->body, cap);
         if (!b)
-            return 0;
+            return -1;
         r->body = b;
         r->cap = cap;
     }
-    memcpy(r->body + r->len, ptr, n);
+    memcpy(r->body + r->len, data, n);
     r->len += n;
     r->body[r->len] = '\0';
-    return n;
+    return 0;
 }
 
-struct http_client *http_client_new(uv_loop_t *loop)
+/* A 3xx with a Location: returns 1 when the request went on elsewhere (or
+ * failed and was reported), 0 to take the answer as it is. */
+static int redirect(struct http_request *r, struct lws *wsi)
 {
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return NULL;
-        curl_ready = 1;
+    long s = r->status;
+    if (s != 301 && s != 302 && s != 303 && s != 307 && s != 308)
+        return 0;
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_LOCATION);
+    if (total <= 0)
+        return 0;
+    char location[1024];
+    detach(r, wsi);
+    if (total >= (int)sizeof location || lws_hdr_copy(wsi, location, sizeof location, WSI_TOKEN_HTTP_LOCATION) < 0) {
+        finish(r, s, "redirect: the Location is too long");
+        return 1;
     }
+    if (++r->redirects > MAX_REDIRECTS) {
+        finish(r, s, "too many redirects");
+        return 1;
+    }
+    if (follow(r, location) != 0) {
+        snprintf(r->error, sizeof r->error, "redirect to an unsupported URL: %.200s", location);
+        finish(r, s, r->error);
+        return 1;
+    }
+    int rc = start_lookup(r);
+    if (rc != 0) {
+        snprintf(r->error, sizeof r->error, "cannot resolve %s: %s", r->host, uv_strerror(rc));
+        finish(r, 0, r->error);
+    }
+    return 1;
+}
+
+int http_client_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct http_request *r = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (r) {
+            int n = in ? (int)strnlen(in, 200) : 0;
+            /* lws 4.1 says "connect SSL err 1: error:00000001:lib(0)::reason(1)"
+             * for a certificate it refused; OpenSSL still knows why. */
+            SSL *ssl = r->tls ? lws_get_ssl(wsi) : NULL;
+            long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+            if (verify != X509_V_OK)
+                snprintf(r->error, sizeof r->error, "cannot connect to %s:%d: TLS: the server's certificate: %s",
+                         r->host, r->port, X509_verify_cert_error_string(verify));
+            else
+                snprintf(r->error, sizeof r->error, "cannot connect to %s:%d: %.*s", r->host, r->port, n,
+                         in ? (const char *)in : "");
+            detach(r, wsi);
+            if (r->in_connect)
+                r->connect_failed = 1; /* connect_to reports it when lws returns */
+            else
+                finish(r, 0, r->error);
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        unsigned char **p = in, *end = *p + len;
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT, (const unsigned char *)USER_AGENT,
+                                         (int)strlen(USER_AGENT), p, end))
+            return -1;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+        if (!r)
+            return -1;
+        r->status = (long)lws_http_client_http_response(wsi);
+        if (redirect(r, wsi))
+            return -1; /* this connection is done */
+        return 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
+        if (!r)
+            return -1;
+        char buf[LWS_PRE + 4096];
+        char *px = buf + LWS_PRE;
+        int n = (int)sizeof buf - LWS_PRE;
+        return lws_http_client_read(wsi, &px, &n) < 0 ? -1 : 0; /* the body comes as ..._HTTP_READ */
+    }
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        if (!r)
+            return -1;
+        if (append_body(r, in, len) != 0) {
+            detach(r, wsi);
+            finish(r, r->status, "response too large");
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+        if (!r)
+            return -1;
+        detach(r, wsi);
+        finish(r, r->status, NULL);
+        return -1; /* one request per connection: no idle sockets to keep */
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        if (r) {
+            detach(r, wsi);
+            /* An answer without a length ends with the connection. */
+            finish(r, r->status, r->status ? NULL : "the connection closed before an answer");
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+struct http_client *http_client_new(uv_loop_t *loop, struct lws_context *lws, int tls, int verify)
+{
+    if (!lws)
+        return NULL;
     struct http_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->loop = loop;
-    c->tls_verify = 1;
-    c->multi = curl_multi_init();
-    if (!c->multi) {
-        free(c);
-        return NULL;
-    }
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
-    c->open_handles = 1;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    c->lws = lws;
+    c->tls = tls;
+    c->verify = verify;
     return c;
 }
 
 struct http_request *http_get(struct http_client *c, const char *url, long timeout_ms, size_t max_body,
                               http_done_fn fn, void *ctx)
 {
-    if (c->closing)
+    if (!c || c->closing)
         return NULL;
     struct http_request *r = calloc(1, sizeof *r);
     if (!r)
@@ -245,36 +427,14 @@ struct http_request *http_get(struct http_client *c, const char *url, long timeo
     r->fn = fn;
     r->ctx = ctx;
     r->max = max_body;
-    r->easy = curl_easy_init();
-    if (!r->easy) {
+    if (parse_url(r, url) != 0 || start_lookup(r) != 0) {
         free(r);
         return NULL;
     }
-    CURL *e = r->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L); /* one request per discovery: no idle sockets to keep */
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "daz (CyTube bot; libcurl)");
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
-    if (c->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
-        free(r);
-        return NULL;
-    }
+    uv_timer_init(c->loop, &r->deadline); /* cannot fail */
+    r->deadline.data = r;
+    c->open_handles++;
+    uv_timer_start(&r->deadline, on_deadline, (uint64_t)(timeout_ms > 0 ? timeout_ms : 30000), 0);
     r->next = c->requests;
     if (c->requests)
         c->requests->prev = r;
@@ -282,32 +442,19 @@ struct http_request *http_get(struct http_client *c, const char *url, long timeo
     return r;
 }
 
-void http_client_set_tls(struct http_client *c, int verify, const char *ca_file)
-{
-    c->tls_verify = verify;
-    free(c->ca_file);
-    c->ca_file = ca_file ? strdup(ca_file) : NULL;
-}
-
 void http_cancel(struct http_request *r)
 {
-    if (!r)
-        return;
-    unlink_request(r);
-    request_free(r);
+    if (r && !r->done)
+        release(r);
 }
 
 void http_client_close(struct http_client *c)
 {
     if (!c || c->closing)
         return;
+    c->closing = 1;
     while (c->requests)
         http_cancel(c->requests);
-    c->closing = 1;
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
 }
 
 int http_client_closed(const struct http_client *c)
@@ -321,6 +468,5 @@ void http_client_free(struct http_client *c)
         return;
     if (!http_client_closed(c))
         log_warn("http", "client freed with %d handle(s) still open", c->open_handles);
-    free(c->ca_file);
     free(c);
 }
