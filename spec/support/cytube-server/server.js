@@ -6,6 +6,9 @@
 //
 // One HTTP server on 127.0.0.1 carries
 //   GET  /socketconfig/<channel>.json   discovery, as CyTube answers it
+//   GET  /moved/socketconfig/...        a 301 to /socketconfig/... (relative Location)
+//   GET  /loop/socketconfig/...         a 302 to itself, for ever
+//   GET  /chunked/socketconfig/...      the discovery answer without a length, chunked
 //   /socket.io/                         the real socket.io v4 server
 //   /control/...                        loopback control API (control.js)
 // When listening it prints exactly one line to stdout:
@@ -36,7 +39,7 @@ function sendJson(res, status, body) {
 // GET /socketconfig/<channel>.json (src/web/routes/socketconfig.js): any valid
 // name gets the server list, even a channel nobody joined yet; an invalid one
 // is a 404 with CyTube's error text.
-function socketConfig(res, rawName, port, secure, host) {
+function socketConfig(res, rawName, port, secure, host, chunked) {
   let name;
   try {
     name = decodeURIComponent(rawName);
@@ -47,7 +50,16 @@ function socketConfig(res, rawName, port, secure, host) {
     sendJson(res, 404, { error: `Channel "${name}" does not exist.` });
     return;
   }
-  sendJson(res, 200, { servers: [{ url: `${secure ? 'https' : 'http'}://${host}:${port}`, secure }] });
+  const body = { servers: [{ url: `${secure ? 'https' : 'http'}://${host}:${port}`, secure }] };
+  if (!chunked) {
+    sendJson(res, 200, body);
+    return;
+  }
+  // No Content-Length and two writes: Node sends it chunked.
+  const text = JSON.stringify(body);
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' });
+  res.write(text.slice(0, 10));
+  setTimeout(() => res.end(text.slice(10)), 20);
 }
 
 function main() {
@@ -105,6 +117,17 @@ function main() {
     }
     if (url.pathname.startsWith('/control/')) {
       control.handle(world, req, res, url);
+      return;
+    }
+    // Discovery the long way round, for daz's HTTP client specs.
+    const odd = /^\/(moved|loop|chunked)(\/socketconfig\/([^/]+)\.json)$/.exec(url.pathname);
+    if (odd && req.method === 'GET') {
+      if (odd[1] === 'chunked') {
+        socketConfig(res, odd[3], port, tls !== null, config.publicHost, true);
+      } else {
+        res.writeHead(odd[1] === 'moved' ? 301 : 302, { Location: odd[1] === 'moved' ? odd[2] : url.pathname });
+        res.end();
+      }
       return;
     }
     const sc = /^\/socketconfig\/([^/]+)\.json$/.exec(url.pathname);
