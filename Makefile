@@ -1,15 +1,13 @@
 # Daz: `make` builds bin/daz; `make run` runs the bot; `make test` runs every
 # test (installing and starting what it needs); `make bench` prints figures.
 
-PKGS      := libwebsockets libuv libpq lua5.4 jansson openssl
+PKGS      := libwebsockets libuv libpq lua5.4 libmicrohttpd jansson openssl
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARNINGS  := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter
 BUILD_ID  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-# main.c opts out of GnuTLS's implicit initialisation; GnuTLS must see it.
-EXPORTS   := -Wl,--export-dynamic-symbol=_gnutls_global_init_skip
 DEFS      := -D_GNU_SOURCE -DDAZ_BUILD='"$(BUILD_ID)"'
 
 SRCS      := $(wildcard src/*.c)
@@ -33,10 +31,10 @@ deps:
 	@scripts/deps
 
 bin/daz: $(REL_OBJS) | bin
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(EXPORTS)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 bin/daz-asan: $(ASAN_OBJS) | bin
-	$(CC) -O1 -g $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(EXPORTS)
+	$(CC) -O1 -g $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 asan: bin/daz-asan $(C_TESTS)
 

@@ -2,37 +2,27 @@
  *
  * The documents are immutable, reference-counted blobs; a request takes a
  * reference under the mutex and serves it without holding the lock, so a
- * slow client never holds up health_publish on the loop.
- *
- * The server is a libuv loop of its own, run by its own thread. It serves
- * GET and HEAD of four fixed paths, one request per connection (answered
- * with "Connection: close"); the request head is bounded by
- * CONNECTION_MEMORY and the whole exchange by CONNECTION_TIMEOUT_MS. (It was
- * libmicrohttpd, whose constructor initialises GnuTLS for HTTPS this server
- * never offers: ~0.9 MB of RSS; see README, Performance.) */
+ * slow client never holds up health_publish on the loop. */
 #include "health.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "log.h"
 
 #define CONNECTION_LIMIT 256
-#define CONNECTION_TIMEOUT_MS 5000
-#define CONNECTION_MEMORY 16384 /* bytes per connection: bounds the request head */
+#define CONNECTION_TIMEOUT_S 5
+#define CONNECTION_MEMORY 16384 /* bytes per connection: bounds request size */
 
 struct doc {
     atomic_int refs;
@@ -42,34 +32,12 @@ struct doc {
 };
 
 struct health {
-    uv_loop_t loop;      /* the HTTP thread's own */
-    uv_tcp_t listener;
-    uv_async_t stop;
-    pthread_t thread;
-    int connections;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
     long live_timeout_ms;
     atomic_llong heartbeat_ms;
     pthread_mutex_t lock;
     struct doc *health, *ready, *metrics;
-};
-
-/* One connection: its request head, then the answer being written. */
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t deadline;
-    uv_write_t write;
-    uv_shutdown_t shutdown;
-    struct health *h;
-    int open_handles;   /* tcp and deadline: the conn is freed when both closed */
-    int closing;
-    int answered;       /* from here on, input is read and dropped until the client closes */
-    int writing;        /* the answer is being written */
-    int eof;            /* the client has sent all it will: close once the answer is out */
-    struct doc *doc;    /* the body being written, a reference */
-    char head[320];
-    char body[192];     /* a small answer's body (the doc's text otherwise) */
-    size_t len;
-    char req[CONNECTION_MEMORY]; /* not zeroed: only what a request uses is touched */
 };
 
 static long long monotonic_ms(void)
@@ -109,248 +77,86 @@ static struct doc *doc_get(struct health *h, struct doc **slot)
     return d;
 }
 
-/* ------------------------------------------------------------ connections */
-
-static void conn_handle_closed(uv_handle_t *handle)
+static void doc_free_callback(void *cls)
 {
-    struct conn *c = handle->data;
-    if (--c->open_handles > 0)
-        return;
-    c->h->connections--;
-    doc_unref(c->doc);
-    free(c);
+    doc_unref(cls);
 }
 
-static void conn_close(struct conn *c)
+static enum MHD_Result send_text(struct MHD_Connection *conn, int code, const char *type, const char *text)
 {
-    if (c->closing)
-        return;
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
-    uv_close((uv_handle_t *)&c->deadline, conn_handle_closed);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)code, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
-static void on_deadline(uv_timer_t *t) { conn_close(t->data); }
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct conn *c = req->data;
-    if (status < 0 || c->eof)
-        conn_close(c);
-    /* else: read on until the client closes (or the deadline), so that
-     * closing never turns a request body still arriving into a reset */
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    struct conn *c = req->data;
-    doc_unref(c->doc);
-    c->doc = NULL;
-    c->writing = 0;
-    if (status < 0 || c->closing || c->eof) {
-        conn_close(c);
-        return;
-    }
-    c->shutdown.data = c;
-    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
-        conn_close(c);
-}
-
-static const char *reason(int code)
-{
-    switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-    }
-}
-
-/* Writes the answer: `doc` (a reference, taken over) or c->body. */
-static void answer(struct conn *c, int code, const char *type, struct doc *doc, int head_only, const char *extra)
-{
-    c->answered = 1;
-    c->doc = doc;
-    const char *body = doc ? doc->text : c->body;
-    size_t len = doc ? doc->len : strlen(c->body);
-    int n = snprintf(c->head, sizeof c->head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s"
-                     "Connection: close\r\n\r\n",
-                     code, reason(code), type, len, extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof c->head) { /* cannot happen: the head's parts are ours */
-        conn_close(c);
-        return;
-    }
-    uv_buf_t bufs[2] = {uv_buf_init(c->head, (unsigned)n), uv_buf_init((char *)body, (unsigned)len)};
-    c->write.data = c;
-    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, head_only || len == 0 ? 1 : 2, on_written) != 0)
-        conn_close(c);
-    else
-        c->writing = 1;
-}
-
-static void answer_text(struct conn *c, int code, const char *type, int head_only, const char *extra,
-                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void answer_text(struct conn *c, int code, const char *type, int head_only, const char *extra,
-                        const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->body, sizeof c->body, fmt, ap);
-    va_end(ap);
-    answer(c, code, type, NULL, head_only, extra);
-}
-
-static void serve_doc(struct conn *c, struct doc *d, const char *type, int head_only)
+static enum MHD_Result send_doc(struct MHD_Connection *conn, struct doc *d, const char *type)
 {
     if (!d)
-        answer_text(c, 503, "application/json", head_only, NULL, "{\"status\":\"down\",\"reasons\":[\"starting\"]}\n");
-    else
-        answer(c, d->code, type, d, head_only, NULL);
+        return send_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                         "{\"status\":\"down\",\"reasons\":[\"starting\"]}\n");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(d->len, d->text, doc_free_callback, d);
+    if (!r) {
+        doc_unref(d);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)d->code, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
-/* The request head is complete: "METHOD SP target SP HTTP/x.y" first. */
-static void handle_request(struct conn *c)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
 {
-    struct health *h = c->h;
-    const char *p = c->req, *end = c->req + c->len;
-    const char *sp1 = memchr(p, ' ', (size_t)(end - p));
-    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
-    if (!sp1 || !sp2 || sp1 == p || sp2 == sp1 + 1 || end - sp2 < 6 || memcmp(sp2 + 1, "HTTP/", 5) != 0) {
-        answer_text(c, 400, "application/json", 0, NULL, "{\"error\":\"bad request\"}\n");
-        return;
+    (void)version;
+    (void)upload_data;
+    struct health *h = cls;
+    /* First call per request: headers only. Answer on the second call, after
+     * any body has been read and discarded (the memory limit bounds it). */
+    if (*req_cls == NULL) {
+        *req_cls = h;
+        return MHD_YES;
     }
-    size_t mlen = (size_t)(sp1 - p);
-    int get = mlen == 3 && memcmp(p, "GET", 3) == 0;
-    int head_only = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
-    if (!get && !head_only) {
-        answer_text(c, 405, "application/json", 0, "Allow: GET, HEAD\r\n", "%s", "");
-        return;
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
     }
-    const char *path = sp1 + 1;
-    size_t plen = strcspn(path, "? ");
-    if (plen > (size_t)(sp2 - path))
-        plen = (size_t)(sp2 - path);
-#define IS(s) (plen == sizeof(s) - 1 && memcmp(path, s, plen) == 0)
-    if (IS("/health")) {
-        serve_doc(c, doc_get(h, &h->health), "application/json", head_only);
-    } else if (IS("/health/ready")) {
-        serve_doc(c, doc_get(h, &h->ready), "application/json", head_only);
-    } else if (IS("/metrics")) {
-        serve_doc(c, doc_get(h, &h->metrics), "text/plain; version=0.0.4; charset=utf-8", head_only);
-    } else if (IS("/health/live")) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Allow", "GET, HEAD");
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (strcmp(url, "/health") == 0)
+        return send_doc(conn, doc_get(h, &h->health), "application/json");
+    if (strcmp(url, "/health/ready") == 0)
+        return send_doc(conn, doc_get(h, &h->ready), "application/json");
+    if (strcmp(url, "/metrics") == 0)
+        return send_doc(conn, doc_get(h, &h->metrics), "text/plain; version=0.0.4; charset=utf-8");
+    if (strcmp(url, "/health/live") == 0) {
         long long age = monotonic_ms() - atomic_load(&h->heartbeat_ms);
-        if (age > h->live_timeout_ms)
-            answer_text(c, 503, "application/json", head_only, NULL,
-                        "{\"status\":\"down\",\"reason\":\"event loop stalled for %lld ms\"}\n", age);
-        else
-            answer_text(c, 200, "application/json", head_only, NULL, "{\"status\":\"up\",\"heartbeat_age_ms\":%lld}\n",
-                        age);
-    } else {
-        answer_text(c, 404, "application/json", head_only, NULL, "{\"error\":\"not found\"}\n");
-    }
-#undef IS
-}
-
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct conn *c = handle->data;
-    if (c->answered) /* input after the request is dropped: reuse the head's space */
-        *buf = uv_buf_init(c->req, sizeof c->req);
-    else
-        *buf = uv_buf_init(c->req + c->len, (unsigned)(sizeof c->req - c->len));
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct conn *c = stream->data;
-    if (c->closing)
-        return;
-    if (nread == UV_ENOBUFS && !c->answered) {
-        answer_text(c, 431, "application/json", 0, NULL, "{\"error\":\"request too large\"}\n");
-        return;
-    }
-    if (nread < 0) { /* the client closed its side, or an error */
-        if (nread == UV_EOF && c->writing) {
-            c->eof = 1; /* the answer still goes out */
-            uv_read_stop(stream);
-            return;
+        char body[160];
+        if (age > h->live_timeout_ms) {
+            snprintf(body, sizeof body, "{\"status\":\"down\",\"reason\":\"event loop stalled for %lld ms\"}\n",
+                     age);
+            return send_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body);
         }
-        conn_close(c);
-        return;
+        snprintf(body, sizeof body, "{\"status\":\"up\",\"heartbeat_age_ms\":%lld}\n", age);
+        return send_text(conn, MHD_HTTP_OK, "application/json", body);
     }
-    if (c->answered || nread == 0)
-        return;
-    size_t from = c->len > 3 ? c->len - 3 : 0;
-    c->len += (size_t)nread;
-    if (memmem(c->req + from, c->len - from, "\r\n\r\n", 4) || memmem(c->req + from, c->len - from, "\n\n", 2))
-        handle_request(c);
-    else if (c->len == sizeof c->req)
-        answer_text(c, 431, "application/json", 0, NULL, "{\"error\":\"request too large\"}\n");
-}
-
-static void on_refused_closed(uv_handle_t *handle) { free(handle); }
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct health *h = server->data;
-    if (status < 0)
-        return;
-    struct conn *c = h->connections < CONNECTION_LIMIT ? malloc(sizeof *c) : NULL;
-    if (!c) {
-        /* Over the limit: accept and close at once rather than let it wait. */
-        uv_tcp_t *t = malloc(sizeof *t);
-        if (!t)
-            return;
-        uv_tcp_init(&h->loop, t); /* cannot fail */
-        (void)uv_accept(server, (uv_stream_t *)t); /* cannot fail right after the callback */
-        uv_close((uv_handle_t *)t, on_refused_closed);
-        return;
-    }
-    memset(c, 0, offsetof(struct conn, req));
-    c->h = h;
-    uv_tcp_init(&h->loop, &c->tcp);
-    uv_timer_init(&h->loop, &c->deadline);
-    c->tcp.data = c->deadline.data = c;
-    c->open_handles = 2;
-    h->connections++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-        conn_close(c);
-        return;
-    }
-    uv_timer_start(&c->deadline, on_deadline, CONNECTION_TIMEOUT_MS, 0);
-}
-
-/* ------------------------------------------------------------ the thread */
-
-static void close_any(uv_handle_t *handle, void *arg)
-{
-    struct health *h = arg;
-    if (uv_is_closing(handle))
-        return;
-    if (handle == (uv_handle_t *)&h->listener || handle == (uv_handle_t *)&h->stop)
-        uv_close(handle, NULL);
-    else
-        conn_close(handle->data);
-}
-
-static void on_stop(uv_async_t *a)
-{
-    struct health *h = a->data;
-    uv_walk(&h->loop, close_any, h); /* uv_run ends once they are closed */
-}
-
-static void *serve(void *arg)
-{
-    struct health *h = arg;
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-    return NULL;
+    return send_text(conn, MHD_HTTP_NOT_FOUND, "application/json", "{\"error\":\"not found\"}\n");
 }
 
 /* Our own listening socket, so that "address in use" is a clear error. */
@@ -388,14 +194,6 @@ static int open_listener(const char *bind_addr, int port, char *err, size_t errl
     return fd;
 }
 
-/* Closes what health_start opened on the loop, then the loop. */
-static void loop_teardown(struct health *h)
-{
-    uv_walk(&h->loop, close_any, h);
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&h->loop);
-}
-
 struct health *health_start(const char *bind_addr, int port, long live_timeout_ms, char *err, size_t errlen)
 {
     struct health *h = calloc(1, sizeof *h);
@@ -406,43 +204,24 @@ struct health *health_start(const char *bind_addr, int port, long live_timeout_m
     h->live_timeout_ms = live_timeout_ms > 0 ? live_timeout_ms : 5000;
     atomic_init(&h->heartbeat_ms, monotonic_ms());
     pthread_mutex_init(&h->lock, NULL);
-    int fd = open_listener(bind_addr, port, err, errlen);
-    if (fd < 0) {
+    h->listen_fd = open_listener(bind_addr, port, err, errlen);
+    if (h->listen_fd < 0) {
         pthread_mutex_destroy(&h->lock);
         free(h);
         return NULL;
     }
-    int rc = uv_loop_init(&h->loop);
-    if (rc != 0) {
-        snprintf(err, errlen, "health server: %s", uv_strerror(rc));
-        close(fd);
-        pthread_mutex_destroy(&h->lock);
-        free(h);
-        return NULL;
-    }
-    uv_tcp_init(&h->loop, &h->listener); /* cannot fail */
-    h->listener.data = h;
-    rc = uv_tcp_open(&h->listener, fd);
-    if (rc != 0)
-        close(fd); /* not the handle's yet */
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&h->listener, 64, on_connection);
-    if (rc == 0) {
-        rc = uv_async_init(&h->loop, &h->stop, on_stop);
-        h->stop.data = h;
-    }
-    if (rc == 0) {
-        /* Signals are the loop thread's: this one takes none. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = -pthread_create(&h->thread, NULL, serve, h);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    if (rc != 0) {
-        snprintf(err, errlen, "health server on %s:%d could not start: %s", bind_addr, port,
-                 rc < 0 && rc > -4096 ? uv_strerror(rc) : "?");
-        loop_teardown(h);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
+    if (strchr(bind_addr, ':'))
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+                                 MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+                                 MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "health server on %s:%d could not start", bind_addr, port);
+        close(h->listen_fd);
         pthread_mutex_destroy(&h->lock);
         free(h);
         return NULL;
@@ -455,11 +234,8 @@ void health_stop(struct health *h)
 {
     if (!h)
         return;
-    uv_async_send(&h->stop);
-    pthread_join(h->thread, NULL);
-    int rc = uv_loop_close(&h->loop);
-    if (rc != 0)
-        log_warn("health", "loop closed with handles still open: %s", uv_strerror(rc));
+    MHD_stop_daemon(h->daemon);
+    close(h->listen_fd);
     doc_unref(h->health);
     doc_unref(h->ready);
     doc_unref(h->metrics);

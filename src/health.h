@@ -1,8 +1,7 @@
 /* health: the HTTP server for /health, /health/live, /health/ready and
- * /metrics, in its own thread with its own libuv loop. It never touches Lua
- * or loop data: the loop hands it finished documents (health_publish) and
- * stamps a heartbeat (health_heartbeat) that /health/live checks. Uses libuv
- * and pthreads. */
+ * /metrics, in libmicrohttpd's own thread. It never touches Lua or loop data:
+ * the loop hands it finished documents (health_publish) and stamps a
+ * heartbeat (health_heartbeat) that /health/live checks. Uses libmicrohttpd. */
 #ifndef DAZ_HEALTH_H
 #define DAZ_HEALTH_H
 

@@ -415,11 +415,3 @@ int main(int argc, char **argv)
     log_clear_secrets();
     return app.failed ? 1 : 0;
 }
-
-/* GnuTLS comes in only as a dependency (libldap, via libpq) and daz never
- * uses it, yet its constructor initialises it at load: ~0.8 MB of RSS. This
- * is gnutls.h's GNUTLS_SKIP_GLOBAL_INIT (the Makefile exports the symbol so
- * that libgnutls sees it); a library that does use GnuTLS calls
- * gnutls_global_init() itself, as libldap does before LDAP over TLS. */
-int _gnutls_global_init_skip(void);
-int _gnutls_global_init_skip(void) { return 1; }
