@@ -1,8 +1,9 @@
 /* cytube: see cytube.h. One room is a small state machine:
  *
  *   idle -> discovering -> waiting (server pacing) -> resolving -> connecting
- *        -> handshake (EIO open, SIO connect) -> joining (joinChannel, login
- *        delay) -> logging_in -> joined
+ *        -> handshake (EIO open, SIO connect; held here until the plugins
+ *        have started) -> joining (joinChannel, login delay) -> logging_in
+ *        -> joined
  *   any failure -> backoff -> discovering ...;  bans and bad credentials -> stopped
  *
  * Everything runs on the libuv loop: libwebsockets uses it as a foreign
@@ -36,6 +37,10 @@
 #define ECHO_WAIT_MS 1500        /* past the burst, wait this long at most for a line's echo */
 #define EVENT_NAME_MAX 64
 #define WSI_CONNECTING ((struct lws *)1) /* r->wsi while lws_client_connect_via_info runs */
+#define MAX_EARLY_FRAMES 64      /* server frames held while a connected room waits to join */
+
+/* Discovery started by cytube_prepare, ahead of the saved backoff state. */
+enum { AHEAD_NONE, AHEAD_RUNNING, AHEAD_DONE, AHEAD_FAILED };
 
 enum room_state {
     RS_IDLE,
@@ -78,6 +83,13 @@ struct frame {
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then the frame */
 };
 
+/* A frame that arrived before the room could join (cytube_start_joining). */
+struct early_frame {
+    struct early_frame *next;
+    size_t len;
+    char data[]; /* NUL-terminated */
+};
+
 struct server_slot {
     struct server_slot *next;
     char key[300];  /* host:port */
@@ -114,6 +126,10 @@ struct room {
     struct frame *tx_head, *tx_tail;
     size_t tx_count;
     int chat_unwritten; /* paced lines queued but not yet on the wire */
+    struct early_frame *early_head, *early_tail;
+    int early_count;
+    int status_held;    /* a status change happened before the plugins listened */
+    int ahead;          /* discovery ahead of the backoff state: AHEAD_* */
 
     /* session */
     char kick_reason[300];
@@ -168,6 +184,8 @@ struct cytube {
     void *backoff_ctx;
     char *ca_file;
     int lws_tls;          /* the lws context was made with TLS (some room is https) */
+    int joining;          /* rooms may join: every plugin has started (cytube_start_joining) */
+    int backoff_known;    /* the saved backoff state is loaded: rooms may connect (cytube_connect_all) */
 };
 
 static void room_connect(struct room *r);
@@ -229,6 +247,10 @@ static void publish_json(struct room *r, const char *type, int prio, json_t *dat
 
 static void publish_status(struct room *r, const char *what)
 {
+    if (!r->cy->joining) {
+        r->status_held = 1; /* no plugin listens yet: cytube_start_joining tells them */
+        return;
+    }
     json_t *d = json_pack("{s:s, s:s, s:s}", "channel", r->channel, "state", STATE_NAMES[r->state], "detail", what);
     publish_json(r, "cytube.room.status", EVENT_PRIO_HIGH, d, 0, 0);
     json_decref(d);
@@ -331,9 +353,21 @@ static void close_socket(struct room *r) { close_later(r, 0); }
 
 /* ------------------------------------------------------------ session reset */
 
+static void free_early_frames(struct room *r)
+{
+    while (r->early_head) {
+        struct early_frame *f = r->early_head;
+        r->early_head = f->next;
+        free(f);
+    }
+    r->early_tail = NULL;
+    r->early_count = 0;
+}
+
 static void reset_session(struct room *r)
 {
     r->sio_connected = r->want_close = r->want_kill = 0;
+    free_early_frames(r);
     memset(&r->open, 0, sizeof r->open);
     r->rx_len = 0;
     free_frames(r);
@@ -931,9 +965,8 @@ static void arm_liveness(struct room *r)
                        (uint64_t)(r->open.ping_interval_ms + r->open.ping_timeout_ms), 0);
 }
 
-static void on_connected_ns(struct room *r)
+static void join_channel(struct room *r)
 {
-    r->sio_connected = 1;
     set_state(r, RS_JOINING);
     r->replaying = 1;
     json_t *arg = r->channel_password ? json_pack("{s:s, s:s}", "name", r->channel, "pw", r->channel_password)
@@ -946,6 +979,42 @@ static void on_connected_ns(struct room *r)
         uv_timer_start(&r->t_stage, send_login, (uint64_t)r->cy->o.login_delay_ms, 0);
     else
         uv_timer_stop(&r->t_stage);
+}
+
+/* Connected (Socket.IO `40`). Rooms connect while the plugins are still
+ * starting; joinChannel, which makes the server send the channel's state and
+ * userlist, waits for them (cytube_start_joining), and so does whatever the
+ * server sends meanwhile (held in order, see hold_early_frame). The session
+ * timeout does not run while we wait for our own start-up. */
+static void on_connected_ns(struct room *r)
+{
+    r->sio_connected = 1;
+    if (r->cy->joining) {
+        join_channel(r);
+        return;
+    }
+    uv_timer_stop(&r->t_stage);
+    log_debug("cytube", "%s: connected; joining once the plugins have started", r->channel);
+}
+
+static void hold_early_frame(struct room *r, const char *data, size_t len)
+{
+    struct early_frame *f = r->early_count < MAX_EARLY_FRAMES ? malloc(sizeof *f + len + 1) : NULL;
+    if (!f) {
+        r->bad_frames++;
+        log_warn("cytube", "%s: dropped a frame that came before joining (%d held)", r->channel, r->early_count);
+        return;
+    }
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->data, data, len);
+    f->data[len] = '\0';
+    if (r->early_tail)
+        r->early_tail->next = f;
+    else
+        r->early_head = f;
+    r->early_tail = f;
+    r->early_count++;
 }
 
 static void handle_frame(struct room *r, const char *data, size_t len)
@@ -987,6 +1056,10 @@ static void handle_frame(struct room *r, const char *data, size_t len)
         break;
     default:
         return; /* pong, upgrade, noop: nothing to do */
+    }
+    if (r->sio_connected && !r->cy->joining) {
+        hold_early_frame(r, data, len); /* Engine.IO pings above are still answered */
+        return;
     }
     struct sio_packet p;
     if (sio_decode(pl, pn, &p, err) != 0) {
@@ -1370,13 +1443,29 @@ static int set_target(struct room *r, const char *url)
     return 0;
 }
 
+/* Discovery that ran ahead of the saved backoff state (cytube_prepare) stops
+ * here with its outcome; cytube_connect_all goes on from it. Returns 1 then. */
+static int ahead_hold(struct room *r, int outcome)
+{
+    if (r->cy->backoff_known || r->ahead != AHEAD_RUNNING)
+        return 0;
+    r->ahead = outcome;
+    return 1;
+}
+
+static void discovery_failed(struct room *r)
+{
+    if (!ahead_hold(r, AHEAD_FAILED))
+        room_lost(r, r->last_error);
+}
+
 static void on_discovery(long status, const char *body, size_t len, const char *error, void *ctx)
 {
     struct room *r = ctx;
     r->discovery = NULL;
     if (error) {
         set_error(r, "discovery failed: %s", error);
-        room_lost(r, r->last_error);
+        discovery_failed(r);
         return;
     }
     json_error_t jerr;
@@ -1386,7 +1475,7 @@ static void on_discovery(long status, const char *body, size_t len, const char *
         set_error(r, "discovery: HTTP %ld%s%s%s", status, status == 404 ? " (the server does not know this channel name)" : "",
                   msg ? ": " : "", msg ? msg : "");
         json_decref(v);
-        room_lost(r, r->last_error);
+        discovery_failed(r);
         return;
     }
     json_t *servers = json_object_get(v, "servers");
@@ -1414,11 +1503,13 @@ static void on_discovery(long status, const char *body, size_t len, const char *
                                                           "URL for TLS)"
                                                         : "no usable server in the answer");
         json_decref(v);
-        room_lost(r, r->last_error);
+        discovery_failed(r);
         return;
     }
     json_decref(v);
     log_debug("cytube", "%s: discovered %s://%s:%d%s", r->channel, r->tls ? "wss" : "ws", r->host, r->port, r->path);
+    if (ahead_hold(r, AHEAD_DONE))
+        return;
     acquire_slot_then_connect(r);
 }
 
@@ -1436,7 +1527,8 @@ static void room_connect(struct room *r)
     r->discovery = http_get(cy->http, url, cy->o.connect_timeout_ms, 64 * 1024, on_discovery, r);
     if (!r->discovery) {
         set_error(r, "cannot start discovery (%s)", url);
-        schedule_reconnect(r, 0);
+        if (!ahead_hold(r, AHEAD_FAILED))
+            schedule_reconnect(r, 0);
     }
 }
 
@@ -1458,6 +1550,7 @@ static void room_lost(struct room *r, const char *why)
     if (r->wsi && r->wsi != WSI_CONNECTING)
         lws_set_opaque_user_data(r->wsi, NULL);
     r->wsi = NULL;
+    free_early_frames(r);
     int was_joined = r->state == RS_JOINED;
     if (why != r->last_error && (!r->last_error[0] || r->state >= RS_JOINED))
         set_error(r, "%s", why);
@@ -1947,32 +2040,98 @@ static void init_timers(struct room *r)
     r->timers_ready = 1;
 }
 
-void cytube_connect_all(struct cytube *cy)
+/* The libwebsockets context and the HTTP client, when some room is enabled.
+ * Returns 1 ready, 0 no room to connect, -1 failed. */
+static int setup_connections(struct cytube *cy)
 {
     int any = 0;
     for (struct room *r = cy->rooms; r; r = r->next)
         any |= r->enabled;
     if (!any)
-        return;
+        return 0;
     /* Discovery runs on the lws context too (and shares its TLS setup). */
     if (!cy->http && ensure_lws(cy) == 0)
         cy->http = http_client_new(cy->loop, cy->lws, cy->lws_tls, cy->o.verify_tls);
-    if (!cy->http) {
-        log_error("cytube", "cannot start the CyTube connections");
+    return cy->http ? 1 : -1;
+}
+
+void cytube_prepare(struct cytube *cy)
+{
+    if (setup_connections(cy) <= 0)
+        return; /* a failure is reported by cytube_connect_all, which tries again */
+    /* Discovery is an HTTP GET of the channel's socket config, not a
+     * connection to the channel: it runs while the saved backoff state
+     * loads; the WebSocket waits for that (cytube_connect_all). */
+    for (struct room *r = cy->rooms; r; r = r->next) {
+        if (!r->enabled || cy->backoff_known || r->state != RS_IDLE)
+            continue;
+        init_timers(r);
+        r->ahead = AHEAD_RUNNING;
+        room_connect(r);
+    }
+}
+
+void cytube_connect_all(struct cytube *cy)
+{
+    int ready = setup_connections(cy);
+    if (ready <= 0) {
+        if (ready < 0)
+            log_error("cytube", "cannot start the CyTube connections");
         return;
     }
+    cy->backoff_known = 1;
     for (struct room *r = cy->rooms; r; r = r->next) {
         if (!r->enabled)
             continue;
         init_timers(r);
+        int ahead = r->ahead;
+        r->ahead = AHEAD_NONE;
         if (cy->backoff_load && cy->backoff_load(r->channel, &r->backoff, cy->backoff_ctx) == 0 &&
             r->backoff.next_attempt_unix_ms > unix_ms()) {
+            if (r->discovery) {
+                http_cancel(r->discovery);
+                r->discovery = NULL;
+            }
             uint64_t wait = (uint64_t)(r->backoff.next_attempt_unix_ms - unix_ms());
             log_info("cytube", "%s: backing off for %.1f s more (saved state)", r->channel, (double)wait / 1000);
             wait_then_connect(r, wait);
             continue;
         }
-        room_connect(r);
+        if (ahead == AHEAD_RUNNING)
+            continue; /* on_discovery goes on by itself */
+        if (ahead == AHEAD_DONE)
+            acquire_slot_then_connect(r);
+        else if (ahead == AHEAD_FAILED)
+            room_lost(r, r->last_error);
+        else
+            room_connect(r);
+    }
+}
+
+void cytube_start_joining(struct cytube *cy)
+{
+    if (cy->joining || cy->closing)
+        return;
+    cy->joining = 1;
+    for (struct room *r = cy->rooms; r; r = r->next) {
+        if (r->status_held) {
+            r->status_held = 0;
+            publish_status(r, r->last_error);
+        }
+        if (!r->sio_connected || !r->wsi || r->wsi == WSI_CONNECTING || r->state != RS_HANDSHAKE)
+            continue;
+        /* joinChannel first: what the server sent before it is tagged as if it
+         * had come after, as it did when rooms connected only now. */
+        join_channel(r);
+        while (r->early_head && r->wsi) {
+            struct early_frame *f = r->early_head;
+            r->early_head = f->next;
+            if (!r->early_head)
+                r->early_tail = NULL;
+            r->early_count--;
+            handle_frame(r, f->data, f->len);
+            free(f);
+        }
     }
 }
 

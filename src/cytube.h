@@ -49,8 +49,20 @@ int cytube_add_room(struct cytube *cy, const struct cytube_room_config *rc);
 /* Attaches to the bus: subscribes to the command events. Call before the
  * plugins start so their first commands find a subscriber. */
 int cytube_attach(struct cytube *cy);
-/* Connects every enabled room (after all plugins have started). */
+/* Sets up what connecting needs (the libwebsockets context, the HTTP
+ * client) and starts each room's discovery (an HTTP GET, not a connection
+ * to the channel) ahead of cytube_connect_all, while the database connects.
+ * Optional: cytube_connect_all does it all otherwise. */
+void cytube_prepare(struct cytube *cy);
+/* Connects every enabled room (once the saved backoff state is loaded):
+ * discovery, WebSocket, Engine.IO/Socket.IO handshake. A connected room
+ * joins its channel only after cytube_start_joining; until then it holds
+ * what the server sends and publishes nothing. */
 void cytube_connect_all(struct cytube *cy);
+/* Every plugin has started and subscribed: rooms join (connected ones now,
+ * the others as soon as they are connected), held frames and status changes
+ * are published. */
+void cytube_start_joining(struct cytube *cy);
 
 /* Shutdown: unsubscribes from the bus, sends `41` on every joined room and
  * closes the sockets. The loop then runs until they are closed; after

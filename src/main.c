@@ -216,9 +216,30 @@ static void set_lua_path(lua_State *L)
     lua_pop(L, 2);
 }
 
-/* Startup (DESIGN §9): bus, then the plugin host, then plugins in dependency
- * order. Rooms and health come in later issues and slot in after plugins. */
+/* Finds and compiles the plugin files (lua/core/plugins.lua prepare) while
+ * the database connects: most of the plugins' start-up time, and it needs
+ * nothing from the database. host_start_plugins reports any failure. */
+static void prepare_plugins(struct app *app)
+{
+    lua_State *L = app->L;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "core.plugins");
+    if (host_pcall(app->host, NULL, "loading the plugin manager", 1, 1) != LUA_OK)
+        return;
+    lua_getfield(L, -1, "prepare");
+    lua_remove(L, -2);
+    lua_api_push_core(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->cfg.lua_ref);
+    host_pcall(app->host, NULL, "preparing the plugins", 2, 0);
+}
+
+/* Startup (DESIGN §9): bus, plugin host and rooms, then the database; the
+ * rooms' saved backoff is read on the first connection and the rooms connect
+ * while the migrations run; plugins start once the database is ready, and
+ * only then do the rooms join their channels (cytube_start_joining), so no
+ * plugin misses a room event. Health last. */
 static void on_sql_ready(int ok, const char *message, void *ctx);
+static void on_backoff_loaded(void *ctx);
 
 static int app_start(struct app *app)
 {
@@ -245,7 +266,7 @@ static int app_start(struct app *app)
     }
     set_lua_path(app->L);
     /* Rooms: created and attached to the bus before the plugins, connected
-     * only once every plugin has started (DESIGN §9). */
+     * once their saved backoff is known, joined once every plugin has started. */
     app->rooms = lua_rooms_create(app->L, app->cfg.lua_ref, app->loop, app->bus);
     if (!app->rooms || cytube_attach(app->rooms) != 0) {
         log_error("main", "cannot set up the CyTube rooms");
@@ -264,6 +285,17 @@ static int app_start(struct app *app)
     if (lua_db_open(app->L, app->host, sql_pool(app->sql), sql_writer(app->sql), sql_spool(app->sql)) != 0)
         return -1;
     sql_start(app->sql, on_sql_ready, app);
+    /* Queued now, so it is the first query on the first connection: the
+     * rooms can then connect (discovery, WebSocket, handshake: ~20 ms) while
+     * the migrations, the writer's catalog and the plugins come up. */
+    app->backoff = room_backoff_start(sql_pool(app->sql), app->bus, app->rooms, on_backoff_loaded, app);
+    if (!app->backoff) {
+        log_error("main", "cannot load the rooms' backoff state (out of memory)");
+        return -1;
+    }
+    /* While the server starts our backend. */
+    cytube_prepare(app->rooms);
+    prepare_plugins(app);
     return 0;
 }
 
@@ -272,7 +304,7 @@ static int app_start_rest(struct app *app)
 {
     if (host_start_plugins(app->host, app->cfg.lua_ref) != 0)
         return -1;
-    cytube_connect_all(app->rooms);
+    cytube_start_joining(app->rooms);
 
     /* Health last (DESIGN §9): it reports on everything above. */
     if (app->cfg.health_enabled && app->cfg.health_port != 0) {
@@ -299,17 +331,14 @@ static int app_start_rest(struct app *app)
     return 0;
 }
 
+/* The saved backoff is known (a restart keeps its timers): rooms connect,
+ * and join when cytube_start_joining says so. */
 static void on_backoff_loaded(void *ctx)
 {
     struct app *app = ctx;
     if (app->stopping)
         return;
-    if (app_start_rest(app) != 0) {
-        app->failed = 1;
-        app_shutdown(app, "startup failed");
-        return;
-    }
-    log_info("main", "ready");
+    cytube_connect_all(app->rooms);
 }
 
 static void on_sql_ready(int ok, const char *message, void *ctx)
@@ -320,11 +349,18 @@ static void on_sql_ready(int ok, const char *message, void *ctx)
     if (!ok)
         log_error("sql", "%s", message);
     app->sql_ready = ok;
-    /* The rooms' saved backoff first, so a restart keeps its timers. */
-    if (!ok || !(app->backoff = room_backoff_start(sql_pool(app->sql), app->bus, app->rooms, on_backoff_loaded, app))) {
+    if (!ok) {
         app->failed = 1;
         app_shutdown(app, "startup failed");
+        return;
     }
+    room_backoff_db_ready(app->backoff);
+    if (app_start_rest(app) != 0) {
+        app->failed = 1;
+        app_shutdown(app, "startup failed");
+        return;
+    }
+    log_info("main", "ready");
 }
 
 static lua_State *new_lua(void)

@@ -1,6 +1,7 @@
-/* migrate: see migrate.h. The run is a chain of jobs on one reserved
- * connection: lock + bookkeeping table + what is applied + checksums, then
- * one transaction per new file, then unlock. */
+/* migrate: see migrate.h. The run is one query when every file is already
+ * applied (the usual start); otherwise a chain of jobs on one reserved
+ * connection: lock + bookkeeping table + what is applied, then one
+ * transaction per new file, then unlock. */
 #include "migrate.h"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sha256.h"
 
 #define LOCK_KEY "7235010001" /* pg_advisory_lock key shared by every Daz instance */
 
@@ -240,6 +242,30 @@ static void apply_next(struct migration_run *r)
     pg_submit_on(r->pool, r->session, job);
 }
 
+/* Takes in what daz_schema_migrations records. Returns the number of files
+ * not applied yet, or -1 (msg filled) when an applied file has changed. */
+static int note_applied(struct migration_run *r, PGresult *applied, char *msg, size_t msgsz)
+{
+    int missing = 0;
+    for (int i = 0; i < r->nfiles; i++) {
+        r->files[i].applied[0] = '\0';
+        for (int k = 0; applied && k < PQntuples(applied); k++) {
+            if (strcmp(PQgetvalue(applied, k, 0), r->files[i].name) == 0)
+                snprintf(r->files[i].applied, sizeof r->files[i].applied, "%s", PQgetvalue(applied, k, 1));
+        }
+        if (!r->files[i].applied[0]) {
+            missing++;
+        } else if (strcmp(r->files[i].applied, r->files[i].checksum) != 0) {
+            snprintf(msg, msgsz,
+                     "migration %s was changed after it was applied (recorded sha256 %.12s..., file now %.12s...): "
+                     "restore the file and put the change in a new migration",
+                     r->files[i].path, r->files[i].applied, r->files[i].checksum);
+            return -1;
+        }
+    }
+    return missing;
+}
+
 static void on_inspected(struct pg_job *job, void *ctx)
 {
     struct migration_run *r = ctx;
@@ -251,25 +277,67 @@ static void on_inspected(struct pg_job *job, void *ctx)
         return;
     }
     r->session = job->session;
-    PGresult *applied = job->results[2];
-    for (int i = 0; i < r->nfiles; i++) {
-        PGresult *sum = job->results[3 + i];
-        snprintf(r->files[i].checksum, sizeof r->files[i].checksum, "%s", sum ? PQgetvalue(sum, 0, 0) : "");
-        for (int k = 0; applied && k < PQntuples(applied); k++) {
-            if (strcmp(PQgetvalue(applied, k, 0), r->files[i].name) == 0)
-                snprintf(r->files[i].applied, sizeof r->files[i].applied, "%s", PQgetvalue(applied, k, 1));
-        }
-        if (r->files[i].applied[0] && strcmp(r->files[i].applied, r->files[i].checksum) != 0) {
-            char msg[1024];
-            snprintf(msg, sizeof msg,
-                     "migration %s was changed after it was applied (recorded sha256 %.12s..., file now %.12s...): "
-                     "restore the file and put the change in a new migration",
-                     r->files[i].path, r->files[i].applied, r->files[i].checksum);
+    char msg[1024];
+    if (note_applied(r, job->results[2], msg, sizeof msg) < 0) {
+        finish(r, MIGRATE_FATAL, msg);
+        return;
+    }
+    apply_next(r);
+}
+
+/* Under the lock (so two instances do not race): the bookkeeping table, what
+ * is applied now, then apply_next. */
+static void inspect_locked(struct migration_run *r)
+{
+    struct pg_job *job = pg_job_new(3, 0, on_inspected, r);
+    if (!job) {
+        finish(r, MIGRATE_FATAL, "out of memory");
+        return;
+    }
+    int rc = pg_job_set(job, 0, "SELECT pg_advisory_lock(" LOCK_KEY ")", 0, NULL);
+    rc |= pg_job_set(job, 1,
+                     "CREATE TABLE IF NOT EXISTS daz_schema_migrations (name text PRIMARY KEY, "
+                     "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                     0, NULL);
+    rc |= pg_job_set(job, 2, "SELECT name, checksum FROM daz_schema_migrations", 0, NULL);
+    if (rc != 0) {
+        pg_job_free(job);
+        finish(r, MIGRATE_FATAL, "out of memory");
+        return;
+    }
+    job->keep_connection = 1;
+    pg_submit(r->pool, job);
+}
+
+/* The check without the lock. A file and its row in daz_schema_migrations
+ * are committed together, so when every file has its row (with the same
+ * checksum) the schema is complete whatever another instance is doing, and
+ * nothing needs the lock. Anything else (a new file, no table yet, an error)
+ * goes the locked way, which decides and reports as before. */
+static void on_checked(struct pg_job *job, void *ctx)
+{
+    struct migration_run *r = ctx;
+    if (job->error.message && job->error.connection) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot inspect the migrations table: %s %s", job->error.sqlstate,
+                 job->error.message);
+        finish(r, MIGRATE_RETRY, msg);
+        return;
+    }
+    if (!job->error.message) {
+        char msg[1024];
+        int missing = note_applied(r, job->results[0], msg, sizeof msg);
+        if (missing < 0) {
             finish(r, MIGRATE_FATAL, msg);
             return;
         }
+        if (missing == 0) {
+            log_info("migrate", "schema up to date (%d migration(s))", r->nfiles);
+            finish(r, MIGRATE_OK, NULL);
+            return;
+        }
     }
-    apply_next(r);
+    inspect_locked(r);
 }
 
 void migrate_start(struct pg_pool *pool, const char *dir, migrate_done_fn done, void *ctx)
@@ -288,26 +356,13 @@ void migrate_start(struct pg_pool *pool, const char *dir, migrate_done_fn done, 
         finish(r, MIGRATE_FATAL, err);
         return;
     }
-    struct pg_job *job = pg_job_new(3 + r->nfiles, 0, on_inspected, r);
-    if (!job) {
-        finish(r, MIGRATE_FATAL, "out of memory");
-        return;
-    }
-    int rc = pg_job_set(job, 0, "SELECT pg_advisory_lock(" LOCK_KEY ")", 0, NULL);
-    rc |= pg_job_set(job, 1,
-                     "CREATE TABLE IF NOT EXISTS daz_schema_migrations (name text PRIMARY KEY, "
-                     "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-                     0, NULL);
-    rc |= pg_job_set(job, 2, "SELECT name, checksum FROM daz_schema_migrations", 0, NULL);
-    for (int i = 0; i < r->nfiles; i++) {
-        const char *p[1] = {r->files[i].text};
-        rc |= pg_job_set(job, 3 + i, "SELECT encode(sha256(convert_to($1::text, 'UTF8')), 'hex')", 1, p);
-    }
-    if (rc != 0) {
+    for (int i = 0; i < r->nfiles; i++)
+        sha256_hex(r->files[i].text, strlen(r->files[i].text), r->files[i].checksum);
+    struct pg_job *job = pg_job_new(1, 0, on_checked, r);
+    if (!job || pg_job_set(job, 0, "SELECT name, checksum FROM daz_schema_migrations", 0, NULL) != 0) {
         pg_job_free(job);
         finish(r, MIGRATE_FATAL, "out of memory");
         return;
     }
-    job->keep_connection = 1;
     pg_submit(pool, job);
 }

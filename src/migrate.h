@@ -1,8 +1,9 @@
 /* migrate: applies sql/NNN_name.sql files in order at start. Under a
  * session advisory lock (so two instances do not race), each file not yet
  * recorded in daz_schema_migrations runs in its own transaction and is
- * recorded with its SHA-256 (computed by the server); an applied file whose
- * checksum changed stops the start. Uses pg, log. */
+ * recorded with its SHA-256; an applied file whose checksum changed stops
+ * the start. When every file is recorded already, one query (without the
+ * lock) is the whole check. Uses pg, sha256, log. */
 #ifndef DAZ_MIGRATE_H
 #define DAZ_MIGRATE_H
 

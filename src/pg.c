@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ struct pg_conn {
     size_t copy_off;
     int job_failed;
     int ever_connected;
+    int tried;             /* the first connection attempt is over */
     uint32_t generation;   /* bumped on every new connection: stale sessions fail */
 };
 
@@ -58,6 +60,8 @@ struct pg_pool {
     uv_timer_t queue_timer;
     int closing;
     int started;
+    int launched;          /* slots whose first connection attempt has begun */
+    int filling;           /* pg_pool_fill: launch every slot */
     int connected, in_use;
     uint64_t jobs, errors, connection_errors, reconnects;
     unsigned long long hist[PG_HIST_BUCKETS + 1];
@@ -68,6 +72,7 @@ struct pg_pool {
 };
 
 static void conn_io(struct pg_conn *c, int events);
+static void conn_connect_io(struct pg_conn *c);
 static void conn_start(struct pg_conn *c);
 static void conn_lost(struct pg_conn *c, const char *why);
 static void pool_pump(struct pg_pool *pool);
@@ -447,6 +452,27 @@ static void on_conn_timer(uv_timer_t *t)
     }
 }
 
+/* Starts the first connection attempt of the next slot. One at a time: the
+ * server starts backends one after another, so four simultaneous attempts
+ * made the first connection (the one startup waits for) wait for all four
+ * (~90 ms instead of ~25 ms on the 2-core VM). */
+static void launch_next(struct pg_pool *pool)
+{
+    if (!pool->closing && pool->launched < pool->size)
+        conn_start(&pool->conns[pool->launched++]);
+}
+
+/* The slot's first attempt is over (up or failed): once the pool fills, the
+ * next may begin. */
+static void first_attempt_over(struct pg_conn *c)
+{
+    if (c->tried)
+        return;
+    c->tried = 1;
+    if (c->pool->filling && c->index == c->pool->launched - 1)
+        launch_next(c->pool);
+}
+
 static void notify_state(struct pg_pool *pool)
 {
     if (pool->on_state)
@@ -487,6 +513,7 @@ static void conn_lost(struct pg_conn *c, const char *why)
     }
     if (was_up)
         notify_state(pool);
+    first_attempt_over(c);
 }
 
 static void conn_start(struct pg_conn *c)
@@ -505,8 +532,16 @@ static void conn_start(struct pg_conn *c)
     }
     PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
     uv_timer_start(&c->timer, on_conn_timer, (uint64_t)pool->connect_timeout_ms, 0);
-    if (poll_want(c, UV_WRITABLE) != 0)
+    if (poll_want(c, UV_WRITABLE) != 0) {
         conn_lost(c, "cannot watch the database socket");
+        return;
+    }
+    /* libpq: once the socket is writable, poll. A Unix socket is at once:
+     * then the startup packet goes out now, not a loop turn later, and the
+     * server sets the backend up while we go on with our own start. */
+    struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLOUT};
+    if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT))
+        conn_connect_io(c);
 }
 
 static void conn_connect_io(struct pg_conn *c)
@@ -543,6 +578,7 @@ static void conn_connect_io(struct pg_conn *c)
              PQserverVersion(c->pg));
     notify_state(pool);
     pool_pump(pool);
+    first_attempt_over(c);
 }
 
 /* The SQL and parameters of the connection's current step. */
@@ -888,8 +924,16 @@ void pg_pool_start(struct pg_pool *pool)
     uv_timer_init(pool->loop, &pool->queue_timer);
     pool->queue_timer.data = pool;
     uv_timer_start(&pool->queue_timer, on_queue_timer, 250, 250);
-    for (int i = 0; i < pool->size; i++)
-        conn_start(&pool->conns[i]);
+    launch_next(pool); /* the others at pg_pool_fill */
+}
+
+void pg_pool_fill(struct pg_pool *pool)
+{
+    if (!pool->started || pool->filling)
+        return;
+    pool->filling = 1;
+    if (pool->launched > 0 && pool->conns[pool->launched - 1].tried)
+        launch_next(pool);
 }
 
 static void on_handle_closed(uv_handle_t *h) { (void)h; }

@@ -59,8 +59,13 @@ struct pg_job {
 };
 
 struct pg_pool *pg_pool_new(uv_loop_t *loop, const struct pg_options *opts);
-/* Starts connecting every slot. */
+/* Starts connecting, with one slot: startup's queries (migrations, the
+ * writer's catalog) run on it. pg_pool_fill then connects the other slots,
+ * one after another. Until then a backend starting on the server would only
+ * compete with those queries (and the server starts backends one at a time:
+ * all four at once made the first connection ~3x slower). */
 void pg_pool_start(struct pg_pool *pool);
+void pg_pool_fill(struct pg_pool *pool);
 /* Fails queued and running jobs ("pool closed"), closes connections and
  * handles. Run the loop until they are closed, then pg_pool_free. */
 void pg_pool_close(struct pg_pool *pool);

@@ -9,9 +9,14 @@
 #include "log.h"
 
 struct room_backoff {
+    struct pg_pool *pool;
     struct bus *bus;
     struct cytube *cy;
     json_t *saved;            /* channel -> [attempts, next_attempt_unix_ms] */
+    json_t *unsaved;          /* channel -> true: changed before the database was ready */
+    int db_ready;             /* room_backoff_db_ready was called */
+    int retry_at_db_ready;    /* the first load failed early */
+    int tries;                /* loads submitted */
     room_backoff_ready_fn done;
     void *ctx;
 };
@@ -37,14 +42,16 @@ static int load_hook(const char *channel, struct cytube_backoff_state *out, void
     return 0;
 }
 
-static void save_hook(const char *channel, const struct cytube_backoff_state *st, void *ctx)
+/* Writes the saved state of one channel (sql.exec, answered by the SQL plugin). */
+static void write_state(struct room_backoff *rb, const char *channel)
 {
-    struct room_backoff *rb = ctx;
-    json_t *v = json_pack("[i, I]", st->attempts, (json_int_t)st->next_attempt_unix_ms);
-    if (v)
-        json_object_set_new(rb->saved, channel, v);
-    json_t *req = json_pack("{s:s, s:[s, i, I]}", "sql", SAVE_SQL, "params", channel, st->attempts,
-                            (json_int_t)st->next_attempt_unix_ms);
+    json_t *v = json_object_get(rb->saved, channel);
+    struct cytube_backoff_state st = {
+        .attempts = (int)json_integer_value(json_array_get(v, 0)),
+        .next_attempt_unix_ms = (int64_t)json_integer_value(json_array_get(v, 1)),
+    };
+    json_t *req = json_pack("{s:s, s:[s, i, I]}", "sql", SAVE_SQL, "params", channel, st.attempts,
+                            (json_int_t)st.next_attempt_unix_ms);
     char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     struct event *ev = text ? event_new_take("sql.exec", NULL, EVENT_PRIO_NORMAL, text, strlen(text)) : NULL;
@@ -56,10 +63,40 @@ static void save_hook(const char *channel, const struct cytube_backoff_state *st
     bus_publish(rb->bus, ev);
 }
 
+static void save_hook(const char *channel, const struct cytube_backoff_state *st, void *ctx)
+{
+    struct room_backoff *rb = ctx;
+    json_t *v = json_pack("[i, I]", st->attempts, (json_int_t)st->next_attempt_unix_ms);
+    if (!v || json_object_set_new(rb->saved, channel, v) != 0) {
+        log_warn("rooms", "%s: cannot save the backoff state (out of memory)", channel);
+        return;
+    }
+    /* Rooms connect before the SQL plugin subscribes to sql.exec: an early
+     * change waits for room_backoff_db_ready instead of going unheard. */
+    if (!rb->db_ready) {
+        if (json_object_set_new(rb->unsaved, channel, json_true()) != 0)
+            log_warn("rooms", "%s: cannot save the backoff state (out of memory)", channel);
+        return;
+    }
+    write_state(rb, channel);
+}
+
+static int submit_load(struct room_backoff *rb);
+
 static void on_loaded(struct pg_job *job, void *ctx)
 {
     struct room_backoff *rb = ctx;
-    if (job->error.message) {
+    if (job->error.message && rb->tries == 1) {
+        log_debug("rooms", "cannot load saved backoff state yet (%s: %s); again once the database is ready",
+                  job->error.sqlstate, job->error.message);
+        if (!rb->db_ready) {
+            rb->retry_at_db_ready = 1;
+            return;
+        }
+        if (submit_load(rb) == 0)
+            return;
+        log_warn("rooms", "cannot load saved backoff state (out of memory)");
+    } else if (job->error.message) {
         log_warn("rooms", "cannot load saved backoff state: ERROR %s: %s", job->error.sqlstate, job->error.message);
     } else {
         PGresult *res = job->results[0];
@@ -76,27 +113,61 @@ static void on_loaded(struct pg_job *job, void *ctx)
     rb->done(rb->ctx);
 }
 
+/* Returns 0, or -1 when out of memory (nothing submitted). */
+static int submit_load(struct room_backoff *rb)
+{
+    struct pg_job *job = pg_job_new(1, 0, on_loaded, rb);
+    if (!job || pg_job_set(job, 0, LOAD_SQL, 0, NULL) != 0) {
+        pg_job_free(job);
+        return -1;
+    }
+    rb->tries++;
+    pg_submit(rb->pool, job); /* on failure the callback has already run */
+    return 0;
+}
+
 struct room_backoff *room_backoff_start(struct pg_pool *pool, struct bus *bus, struct cytube *cy,
                                         room_backoff_ready_fn done, void *ctx)
 {
     struct room_backoff *rb = calloc(1, sizeof *rb);
-    if (!rb || !(rb->saved = json_object())) {
+    if (!rb || !(rb->saved = json_object()) || !(rb->unsaved = json_object())) {
+        if (rb)
+            json_decref(rb->saved);
         free(rb);
         return NULL;
     }
+    rb->pool = pool;
     rb->bus = bus;
     rb->cy = cy;
     rb->done = done;
     rb->ctx = ctx;
-    struct pg_job *job = pg_job_new(1, 0, on_loaded, rb);
-    if (!job || pg_job_set(job, 0, LOAD_SQL, 0, NULL) != 0) {
-        pg_job_free(job);
-        json_decref(rb->saved);
-        free(rb);
+    if (submit_load(rb) != 0) {
+        room_backoff_free(rb);
         return NULL;
     }
-    pg_submit(pool, job); /* on failure the callback has already run */
     return rb;
+}
+
+void room_backoff_db_ready(struct room_backoff *rb)
+{
+    if (!rb || rb->db_ready)
+        return;
+    rb->db_ready = 1;
+    const char *channel;
+    json_t *v;
+    json_object_foreach(rb->unsaved, channel, v) {
+        (void)v;
+        write_state(rb, channel);
+    }
+    json_object_clear(rb->unsaved);
+    if (rb->retry_at_db_ready) {
+        rb->retry_at_db_ready = 0;
+        if (submit_load(rb) != 0) {
+            log_warn("rooms", "cannot load saved backoff state (out of memory)");
+            cytube_set_backoff_store(rb->cy, load_hook, save_hook, rb);
+            rb->done(rb->ctx);
+        }
+    }
 }
 
 void room_backoff_free(struct room_backoff *rb)
@@ -104,5 +175,6 @@ void room_backoff_free(struct room_backoff *rb)
     if (!rb)
         return;
     json_decref(rb->saved);
+    json_decref(rb->unsaved);
     free(rb);
 }

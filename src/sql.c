@@ -540,6 +540,7 @@ static void on_writer_ready(int ok, const char *error, void *ctx)
         s->subs[i] = bus_subscribe(s->bus, REQ_TYPES[i], NULL, 0, 0, on_sql_request, s);
     s->stage = STAGE_READY;
     uv_timer_stop(&s->timer);
+    pg_pool_fill(s->pool); /* the other connections, now that startup's queries are done */
     log_info("sql", "database ready");
     report_ready(s, 1, NULL);
 }

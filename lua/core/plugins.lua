@@ -77,7 +77,7 @@ local function compile(path)
   return P
 end
 
--- Discover every plugin file; returns { name = { path, P } } and the order found.
+-- Discover every plugin file; returns { name = { path, mtime, P } } and the order found.
 local function discover(dirs)
   local found, order = {}, {}
   for i, dir in ipairs(dirs) do
@@ -87,12 +87,13 @@ local function discover(dirs)
     end
     for _, file in ipairs(files) do
       local path = dir .. "/" .. file
+      local mtime = core.mtime(path) -- before compiling: a later change is seen by reload
       local P, cerr = compile(path)
       if not P then return nil, "cannot load plugin " .. cerr end
       if found[P.name] then
         return nil, ("plugin %q is defined twice: %s and %s"):format(P.name, found[P.name].path, path)
       end
-      found[P.name] = { path = path, P = P }
+      found[P.name] = { path = path, mtime = mtime, P = P }
       order[#order + 1] = P.name
     end
   end
@@ -164,10 +165,25 @@ local function stop_one(rec)
   rec.handle = nil
 end
 
+-- prepare(core, config): finds and compiles the plugin files now, for start.
+-- Compiling is most of the plugins' start-up time and needs no database, so
+-- daz does it while the database connects; start reports what failed.
+local prepared
+function M.prepare(c, config)
+  core = c
+  prepared = table.pack(discover(config.plugin_dirs))
+end
+
 -- start(core, config) -> true | nil, err: load, order, init all, start all.
 function M.start(c, config)
   core = c
-  local found, order = discover(config.plugin_dirs)
+  local found, order
+  if prepared then
+    found, order = prepared[1], prepared[2]
+    prepared = nil
+  else
+    found, order = discover(config.plugin_dirs)
+  end
   if not found then return nil, order end
   local disabled = {}
   for name, pc in pairs(config.plugins) do
@@ -183,7 +199,7 @@ function M.start(c, config)
 
   for _, name in ipairs(sorted) do
     local f = found[name]
-    local rec = { name = name, path = f.path, mtime = core.mtime(f.path), P = f.P,
+    local rec = { name = name, path = f.path, mtime = f.mtime, P = f.P,
                   config = config.plugins[name] or {}, slot = core.plugin_new(name) }
     records[#records + 1] = rec
     by_name[name] = rec

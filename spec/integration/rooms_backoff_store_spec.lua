@@ -31,8 +31,10 @@ describe("rooms: backoff kept across restarts", function()
       return v == "t"
     end, 10, "the backoff saved in daz_room_backoff")
     p.stop_clean()
+    h.wait_until(function() return srv:control("GET", "/control/health").sessions == 0 end, 5, "the old session gone")
 
     local before = joins(srv)
+    local sockets_before = #srv:disconnects()
     opts.keep_backoff = true
     p = R.start_bot(srv, opts)
     p.wait_log("testroom: backing off for .* more %(saved state%)")
@@ -40,6 +42,10 @@ describe("rooms: backoff kept across restarts", function()
     assert.has_error(function()
       h.wait_until(function() return joins(srv) > before end, 3, "an early reconnect")
     end)
+    -- Nor did it open a socket at all: the saved state is read before any
+    -- room connects.
+    assert.equals(0, srv:control("GET", "/control/health").sessions)
+    assert.equals(sockets_before, #srv:disconnects())
     p.stop_clean()
     psql("DELETE FROM daz_room_backoff WHERE channel = 'testroom'")
   end)
