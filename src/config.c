@@ -183,6 +183,13 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
     }
     out->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the config table */
     lua_settop(L, top);
+    /* The checker is needed once: its schema and code (~64 kB of Lua heap)
+     * need not stay loaded; a later require compiles it again. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "core.config");
+    lua_settop(L, top);
     return 0;
 }
 
