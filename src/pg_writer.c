@@ -1105,7 +1105,7 @@ static void on_rule_event(struct event *ev, void *ctx)
         data = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
     }
     json_t *values[MAX_COLUMNS];
-    int n = r->nfields < MAX_COLUMNS ? r->nfields : MAX_COLUMNS;
+    int n = r->nfields; /* at most MAX_COLUMNS (pg_writer_add_rule) */
     for (int i = 0; i < n; i++)
         values[i] = event_field(ev, data, &r->fields[i]);
     add_row_fields(r->w, r->table_name, n, r->columns, values);
@@ -1177,6 +1177,10 @@ int pg_writer_add_rule(struct pg_writer *w, const struct pg_logger_rule *in, cha
 {
     if (!pg_ident_ok(in->table)) {
         snprintf(err, errsz, "loggers.%s.table: %s is not a plain lower-case table name", in->name, in->table);
+        return -1;
+    }
+    if (in->field_count > MAX_COLUMNS) {
+        snprintf(err, errsz, "loggers.%s.fields: %d fields, at most %d", in->name, in->field_count, MAX_COLUMNS);
         return -1;
     }
     struct rule *r = calloc(1, sizeof *r);
