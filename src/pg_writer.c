@@ -54,7 +54,9 @@ struct rule {
     char **columns;
     struct field *fields;
     int nfields;
-    struct table *t;
+    struct table *t;   /* resolved with the catalog, like: */
+    int *colidx;       /* each field's column index in t */
+    uint64_t mask;     /* the columns the rule writes */
     struct bus_sub *sub;
     struct pg_writer *w;
     struct rule *next;
@@ -454,25 +456,10 @@ static int reject(struct pg_writer *w, uint64_t *counter, const char *fmt, ...)
     return -1;
 }
 
-/* Validates and buffers one row given as n (column name, value) pairs; a
- * NULL value is SQL NULL. Logger rules call this with their fields as they
- * are, log.request rows through add_row. Returns 0 or -1 (rejected). */
-static int add_row_fields(struct pg_writer *w, const char *table, int n, char *const *names, json_t *const *values)
+/* Buffers one row of table t: vals[i] is column i's value (NULL: SQL NULL)
+ * for each column i in mask. Returns 0 or -1 (rejected and counted). */
+static int buffer_row(struct pg_writer *w, struct table *t, uint64_t mask, json_t *const *vals)
 {
-    w->st.rows_received++;
-    struct table *t = table ? find_table(w, table) : NULL;
-    if (!t)
-        return reject(w, &w->st.rejected_unknown_table, "row rejected: unknown table %s", table ? table : "(none)");
-    uint64_t mask = 0;
-    json_t *vals[MAX_COLUMNS];
-    for (int k = 0; k < n; k++) {
-        int i = find_column(t, names[k]);
-        if (i < 0 || i >= MAX_COLUMNS || !t->cols[i].insertable)
-            return reject(w, &w->st.rejected_bad_row, "row for %s rejected: %s column %s", t->name,
-                          i < 0 ? "no" : "cannot write", names[k]);
-        mask |= 1ull << i;
-        vals[i] = values[k];
-    }
     /* Columns left out must be nullable or have a default. */
     for (int i = 0; i < t->ncols && i < MAX_COLUMNS; i++) {
         const struct column *c = &t->cols[i];
@@ -517,32 +504,29 @@ oom:
     return reject(w, NULL, "row for %s rejected: out of memory", t->name);
 }
 
-/* One row as a JSON object (log.request, pg_writer_add_json). */
+/* One row as a JSON object (log.request, pg_writer_add_json): its keys
+ * name the columns. Logger rules have theirs resolved once, at start. */
 static int add_row(struct pg_writer *w, const char *table, json_t *row)
 {
-    if (!json_is_object(row)) {
-        if (!table || !find_table(w, table))
-            return add_row_fields(w, table, 0, NULL, NULL); /* says the table is unknown */
-        w->st.rows_received++;
-        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: the row must be an object",
-                      table ? table : "(none)");
-    }
-    size_t n = json_object_size(row);
-    if (n > MAX_COLUMNS) {
-        w->st.rows_received++;
-        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: more than %d fields", table ? table : "(none)",
-                      MAX_COLUMNS);
-    }
-    char *names[MAX_COLUMNS];
-    json_t *values[MAX_COLUMNS];
-    int k = 0;
+    w->st.rows_received++;
+    struct table *t = table ? find_table(w, table) : NULL;
+    if (!t)
+        return reject(w, &w->st.rejected_unknown_table, "row rejected: unknown table %s", table ? table : "(none)");
+    if (!json_is_object(row))
+        return reject(w, &w->st.rejected_bad_row, "row for %s rejected: the row must be an object", t->name);
+    uint64_t mask = 0;
+    json_t *vals[MAX_COLUMNS];
     const char *key;
     json_t *v;
     json_object_foreach(row, key, v) {
-        names[k] = (char *)key;
-        values[k++] = v;
+        int i = find_column(t, key);
+        if (i < 0 || i >= MAX_COLUMNS || !t->cols[i].insertable)
+            return reject(w, &w->st.rejected_bad_row, "row for %s rejected: %s column %s", t->name,
+                          i < 0 ? "no" : "cannot write", key);
+        mask |= 1ull << i;
+        vals[i] = v;
     }
-    return add_row_fields(w, table, k, names, values);
+    return buffer_row(w, t, mask, vals);
 }
 
 int pg_writer_add_json(struct pg_writer *w, const char *table, const char *row_json)
@@ -1104,12 +1088,14 @@ static void on_rule_event(struct event *ev, void *ctx)
         const char *text = event_json(ev, &len);
         data = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
     }
-    json_t *values[MAX_COLUMNS];
-    int n = r->nfields; /* at most MAX_COLUMNS (pg_writer_add_rule) */
-    for (int i = 0; i < n; i++)
+    json_t *values[MAX_COLUMNS], *vals[MAX_COLUMNS];
+    for (int i = 0; i < r->nfields; i++) {
         values[i] = event_field(ev, data, &r->fields[i]);
-    add_row_fields(r->w, r->table_name, n, r->columns, values);
-    for (int i = 0; i < n; i++)
+        vals[r->colidx[i]] = values[i];
+    }
+    r->w->st.rows_received++;
+    buffer_row(r->w, r->t, r->mask, vals);
+    for (int i = 0; i < r->nfields; i++)
         json_decref(values[i]);
     json_decref(data);
 }
@@ -1133,6 +1119,7 @@ static void free_rule(struct rule *r)
     }
     free(r->columns);
     free(r->fields);
+    free(r->colidx);
     free(r);
 }
 
@@ -1193,7 +1180,8 @@ int pg_writer_add_rule(struct pg_writer *w, const struct pg_logger_rule *in, cha
     r->tags = calloc((size_t)in->tag_count + 1, sizeof *r->tags);
     r->columns = calloc((size_t)in->field_count + 1, sizeof *r->columns);
     r->fields = calloc((size_t)in->field_count + 1, sizeof *r->fields);
-    if (!r->name || !r->pattern || !r->table_name || !r->tags || !r->columns || !r->fields)
+    r->colidx = calloc((size_t)in->field_count + 1, sizeof *r->colidx);
+    if (!r->name || !r->pattern || !r->table_name || !r->tags || !r->columns || !r->fields || !r->colidx)
         goto oom;
     for (int i = 0; i < in->tag_count; i++) {
         if (!(r->tags[i] = strdup(in->tags[i])))
@@ -1308,6 +1296,8 @@ static void on_catalog(struct pg_job *job, void *ctx)
                              r->columns[i]);
                     break;
                 }
+                r->colidx[i] = c;
+                r->mask |= 1ull << c;
             }
         }
     }
