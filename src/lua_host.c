@@ -181,16 +181,6 @@ static struct task *task_of(lua_State *L)
     return *(struct task **)lua_getextraspace(L);
 }
 
-static struct plugin *calling_plugin; /* set around init/start/stop calls */
-
-struct plugin *host_current_plugin(lua_State *L)
-{
-    struct task *t = task_of(L);
-    if (t)
-        return t->p;
-    return calling_plugin;
-}
-
 /* ---------------------------------------------------------------- errors */
 
 void host_plugin_record_error(struct plugin *p, const char *msg)
@@ -226,10 +216,7 @@ int host_pcall(struct host *h, struct plugin *p, const char *what, int nargs, in
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback_handler);
     lua_insert(L, base);
-    struct plugin *saved = calling_plugin;
-    calling_plugin = p;
     int rc = lua_pcall(L, nargs, nresults, base);
-    calling_plugin = saved;
     if (rc != LUA_OK) {
         const char *err = lua_tostring(L, -1);
         log_error(plugin_name(p), "%s: %s", what, err ? err : "(error object is not a string)");
@@ -870,19 +857,15 @@ static int l_plugin_record_error(lua_State *L)
  * returned, not raised, and waiting is refused there. */
 static int l_plugin_call(lua_State *L)
 {
-    struct host *h = host_from_lua(L);
-    struct plugin *p = lua_touserdata(L, 1);
+    /* Arguments: the plugin (1; the manager passes it, nothing here needs
+     * it), fn (2), fn's arguments. */
     int nargs = lua_gettop(L) - 2;
     lua_pushcfunction(L, traceback_handler);
     lua_insert(L, 2);
-    struct plugin *saved = calling_plugin;
-    calling_plugin = p;
-    (void)h;
     lua_State *outer = watchdog_enter(L);
     int rc = lua_pcall(L, nargs, 1, 2);
     watchdog_leave(outer);
     lua_sethook(L, NULL, 0, 0);
-    calling_plugin = saved;
     if (rc != LUA_OK) {
         lua_pushboolean(L, 0);
         lua_insert(L, -2);

@@ -91,9 +91,6 @@ void host_unref(struct host *h, int ref);
  * restored (function and args popped). */
 int host_pcall(struct host *h, struct plugin *p, const char *what, int nargs, int nresults);
 
-/* The plugin whose code is running on L (a task's coroutine or an
- * init/start/stop call), or NULL. */
-struct plugin *host_current_plugin(lua_State *L);
 const char *plugin_name(const struct plugin *p);
 
 /* Waiting. A Lua C function running inside a task does:
