@@ -92,30 +92,34 @@ function rssKb(pid, field = 'VmRSS') {
   return m ? Number(m[1]) : null;
 }
 
-// CPU seconds (user + system, all threads) a process has used so far.
+// CPU seconds (user + system, all threads) from a /proc/PID/stat text;
+// with children, also what its waited-for children used.
+function statCpu(text, children = false) {
+  const f = text.substring(text.lastIndexOf(')') + 2).split(' ');
+  let ticks = Number(f[11]) + Number(f[12]);
+  if (children) ticks += Number(f[13]) + Number(f[14]);
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+// CPU seconds a process has used so far, or null when it is gone.
 function cpuSeconds(pid) {
   try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.substring(text.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+    return statCpu(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch (e) {
     return null;
   }
 }
 
 // CPU seconds used so far by every process named `comm` (e.g. all of
-// PostgreSQL's backends), including ones that have exited meanwhile only
-// as far as their parent collected them (good enough for a before/after).
+// PostgreSQL's backends), including exited ones as far as their parent
+// collected them (good enough for a before/after).
 function cpuSecondsOf(comm) {
   let total = 0;
   for (const pid of fs.readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(pid)) continue;
     let text;
     try { text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch (e) { continue; }
-    const name = text.substring(text.indexOf('(') + 1, text.lastIndexOf(')'));
-    if (name !== comm) continue;
-    const f = text.substring(text.lastIndexOf(')') + 2).split(' ');
-    total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100; // own + waited-for children
+    if (text.substring(text.indexOf('(') + 1, text.lastIndexOf(')')) === comm) total += statCpu(text, true);
   }
   return total;
 }
