@@ -10,7 +10,8 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 DEFS      := -D_GNU_SOURCE -DDAZ_BUILD='"$(BUILD_ID)"'
 
-SRCS      := $(wildcard src/*.c)
+SRCS      := $(wildcard src/*.c src/*/*.c)
+HDRS      := $(wildcard src/*/*.h)
 CORE_LUA  := $(sort $(wildcard lua/core/*.lua))
 GEN       := build/gen/embedded_lua.c
 
@@ -38,10 +39,12 @@ bin/daz-asan: $(ASAN_OBJS) | bin
 
 asan: bin/daz-asan $(C_TESTS)
 
-build/rel/%.o: src/%.c src/*.h | build/rel
+build/rel/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
 
-build/asan/%.o: src/%.c src/*.h | build/asan
+build/asan/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
 
 build/rel/embedded_lua.o: $(GEN) | build/rel
@@ -53,11 +56,12 @@ build/asan/embedded_lua.o: $(GEN) | build/asan
 $(GEN): $(CORE_LUA) scripts/embed-lua | build/gen
 	lua5.4 scripts/embed-lua $@ $(CORE_LUA)
 
-build/tests/%: spec/c/%.c $(LIB_OBJS) spec/c/tap.h | build/tests
+build/tests/%: spec/c/%.c $(LIB_OBJS) spec/c/tap.h $(HDRS) | build/tests
 	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -Ispec/c -o $@ $< $(LIB_OBJS) $(PKG_LIBS)
 
-build/bench/bus_bench: bench/bus_bench.c src/bus.c src/event.c src/log.c src/*.h | build/bench
-	$(CC) -O2 -g $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -o $@ bench/bus_bench.c src/bus.c src/event.c src/log.c $(PKG_LIBS)
+BUS_BENCH_SRCS := src/core/bus.c src/core/event.c src/core/log.c
+build/bench/bus_bench: bench/bus_bench.c $(BUS_BENCH_SRCS) $(HDRS) | build/bench
+	$(CC) -O2 -g $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -o $@ bench/bus_bench.c $(BUS_BENCH_SRCS) $(PKG_LIBS)
 
 bin build/rel build/asan build/gen build/tests build/fuzz build/bench:
 	mkdir -p $@
@@ -87,9 +91,9 @@ fuzz: deps $(FUZZ_BINS)
 	    build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; \
 	done
 
-build/fuzz/socketio_fuzz: fuzz/socketio_fuzz.c src/socketio.c src/socketio.h | build/fuzz
+build/fuzz/socketio_fuzz: fuzz/socketio_fuzz.c src/cytube/socketio.c src/cytube/socketio.h | build/fuzz
 	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) -Werror $(DEFS) \
-	  $(shell pkg-config --cflags jansson) -Isrc -o $@ fuzz/socketio_fuzz.c src/socketio.c $(shell pkg-config --libs jansson)
+	  $(shell pkg-config --cflags jansson) -Isrc -o $@ fuzz/socketio_fuzz.c src/cytube/socketio.c $(shell pkg-config --libs jansson)
 
 clean:
 	rm -rf build bin

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus.h"
+#include "core/bus.h"
 
 #define BATCH 1000
 

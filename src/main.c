@@ -8,22 +8,22 @@
 #include <string.h>
 #include <uv.h>
 
-#include "bus.h"
-#include "config.h"
-#include "cytube.h"
-#include "cytube_metrics.h"
-#include "core_metrics.h"
-#include "embedded.h"
-#include "health.h"
-#include "log.h"
-#include "lua_api.h"
-#include "lua_host.h"
-#include "lua_rooms.h"
-#include "lua_db.h"
-#include "room_backoff.h"
-#include "sql.h"
-#include "sql_metrics.h"
-#include "version.h"
+#include "core/bus.h"
+#include "core/config.h"
+#include "cytube/rooms.h"
+#include "cytube/metrics.h"
+#include "health/core_metrics.h"
+#include "core/embedded.h"
+#include "health/server.h"
+#include "core/log.h"
+#include "host/api.h"
+#include "host/host.h"
+#include "host/rooms_binding.h"
+#include "host/db_binding.h"
+#include "cytube/backoff_store.h"
+#include "postgres/sql_plugin.h"
+#include "postgres/metrics.h"
+#include "core/version.h"
 
 #define MAX_OVERRIDES 128
 

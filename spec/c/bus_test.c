@@ -3,7 +3,7 @@
  * on a real libuv loop, the per-turn cap, stats and shutdown. */
 #include <stdlib.h>
 
-#include "bus.h"
+#include "core/bus.h"
 #include "tap.h"
 
 /* tap.h's ok() evaluates its condition twice; these conditions publish,

@@ -3,7 +3,7 @@
  * commands, no control characters). */
 #include <stdlib.h>
 
-#include "cytube.h"
+#include "cytube/rooms.h"
 #include "tap.h"
 
 static int utf16_units(const char *s)

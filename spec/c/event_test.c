@@ -2,7 +2,7 @@
  * the Lua hooks. */
 #include <stdlib.h>
 
-#include "event.h"
+#include "core/event.h"
 #include "tap.h"
 
 /* tap.h's ok() evaluates its condition twice; these conditions publish,

@@ -1,5 +1,5 @@
 /* Unit tests for log.c: secret masking and URL password redaction. */
-#include "log.h"
+#include "core/log.h"
 #include "tap.h"
 
 int main(void)

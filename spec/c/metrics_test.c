@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "health/exposition.h"
 #include "tap.h"
 
 static void reset(struct metrics_out *out)

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sha256.h"
+#include "postgres/sha256.h"
 #include "tap.h"
 
 int main(void)

@@ -4,7 +4,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 
-#include "socketio.h"
+#include "cytube/socketio.h"
 #include "tap.h"
 
 static int decode_event(const char *frame, struct sio_packet *p, char *err)

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pg.h"
-#include "pg_writer.h"
-#include "spool.h"
+#include "postgres/pool.h"
+#include "postgres/writer.h"
+#include "postgres/spool.h"
 #include "tap.h"
 
 static char dir[256];
