@@ -12,7 +12,8 @@
 #include "core/config.h"
 #include "cytube/rooms.h"
 #include "cytube/metrics.h"
-#include "health/core_metrics.h"
+#include "core/bus_metrics.h"
+#include "host/plugin_metrics.h"
 #include "core/embedded.h"
 #include "health/server.h"
 #include "core/log.h"
@@ -317,8 +318,8 @@ static int app_start_rest(struct app *app)
         }
     }
     app->metrics = metrics_new(app->loop, app->health, app->cfg.health_refresh_ms);
-    if (!app->metrics || metrics_add_provider(app->metrics, core_metrics_bus, app->bus) != 0 ||
-        metrics_add_provider(app->metrics, core_metrics_plugins, app->host) != 0) {
+    if (!app->metrics || metrics_add_provider(app->metrics, bus_metrics, app->bus) != 0 ||
+        metrics_add_provider(app->metrics, plugin_metrics, app->host) != 0) {
         log_error("main", "cannot set up health reporting");
         return -1;
     }
