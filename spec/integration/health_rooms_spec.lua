@@ -3,29 +3,24 @@
 -- /health and /metrics carry the room and database components.
 local h = require("helpers")
 local daz = require("daz")
-local cytube = require("cytube")
 local cjson = require("cjson")
+local room_suite = require("room_suite")
 
 describe("health with rooms and the database", function()
-  local srv, p
-  setup(function() srv = cytube.start({ usercount_throttle = 0 }) end)
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
 
   it("flips /health/ready with the room and reports rooms and the database", function()
     local port = h.free_port()
     local base = ("http://127.0.0.1:%d"):format(port)
-    p = daz.start({
+    local p = room.track(daz.start({
       config = ([[return {
         core = { server = %q, login_delay_ms = 1500, backoff_initial_ms = 500,
                  rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } },
         health = { port = %d, refresh_ms = 100 },
       }]]):format(srv.url, port),
       env = { DAZ_HEALTH__PORT = tostring(port) },
-    })
+    }))
     -- Before the login (delayed 1.5 s): not ready, and the reason names the room.
     h.wait_until(function() return (h.http("GET", base .. "/health/ready")) ~= 0 end, 10, "the health server")
     local status, body = h.http("GET", base .. "/health/ready")

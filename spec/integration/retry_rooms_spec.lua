@@ -5,7 +5,7 @@
 -- sharing one database.
 local h = require("helpers")
 local daz = require("daz")
-local cytube = require("cytube")
+local room_suite = require("room_suite")
 
 local psql = require("sqlspec").test
 
@@ -47,19 +47,9 @@ local function count_chat(srv, text)
 end
 
 describe("retry with the rooms", function()
-  local srv
-  local procs = {}
-  local function track(p) procs[#procs + 1] = p; return p end
-  setup(function() srv = cytube.start({ usercount_throttle = 0 }) end)
-  teardown(function()
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
-  before_each(function() srv:reset() end)
-  after_each(function()
-    for _, p in ipairs(procs) do if p.running() then p.stop_clean() end end
-    procs = {}
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
+  local track = room.track
 
   local function wait_joined(p)
     return p.wait_log("testroom: joined as", 20)

@@ -1,8 +1,8 @@
 -- The rooms' reconnect backoff is kept in PostgreSQL (daz_room_backoff): a
 -- Daz restarted during a long backoff keeps waiting instead of reconnecting.
 local h = require("helpers")
-local cytube = require("cytube")
 local R = require("rooms")
+local room_suite = require("room_suite")
 
 local psql = require("sqlspec").test
 
@@ -11,18 +11,13 @@ local function joins(srv)
 end
 
 describe("rooms: backoff kept across restarts", function()
-  local srv, p
-  setup(function() srv = cytube.start({ usercount_throttle = 0 }) end)
-  teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
 
   it("waits out a saved Duplicate-login backoff after a restart", function()
     local opts = { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 100, duplicate_login_backoff_ms = 60000 } }
-    p = R.start_bot(srv, opts)
+    local p = room.start_bot(opts)
     R.wait_state(p, "testroom", "joined")
     srv:kick("testroom", "dazbot", "Duplicate login")
     R.wait_state(p, "testroom", "backoff")
@@ -36,7 +31,7 @@ describe("rooms: backoff kept across restarts", function()
     local before = joins(srv)
     local sockets_before = #srv:disconnects()
     opts.keep_backoff = true
-    p = R.start_bot(srv, opts)
+    p = room.start_bot(opts)
     p.wait_log("testroom: backing off for .* more %(saved state%)")
     -- It does not reconnect now (the saved wait has most of a minute left).
     assert.has_error(function()

@@ -4,31 +4,19 @@
 -- expansion), the room state rooms.get gives, and verbs checked against
 -- the bot's rank.
 local h = require("helpers")
-local cytube = require("cytube")
+local room_suite = require("room_suite")
 local R = require("rooms")
 
 describe("rooms: join and login", function()
-  local srv, p
-
-  setup(function()
-    srv = cytube.start({ usercount_throttle = 0 })
-  end)
-  teardown(function()
-    if srv then srv:stop() end
-    h.cleanup_tmp() -- not per test: the server's own files live there too
-  end)
-  before_each(function() srv:reset() end)
-  after_each(function()
-    if p and p.running() then p.stop_clean() end
-    p = nil
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
 
   it("joins, waits, logs in a registered account, and marks replayed, own and userlist events", function()
     -- History the server replays on join.
     srv:chat("testroom", "alice", "old one", { raw = true })
     srv:chat("testroom", "dazbot", "old own line", { raw = true })
 
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { login_delay_ms = 1000 } })
     R.wait_state(p, "testroom", "joined")
 
@@ -90,7 +78,7 @@ describe("rooms: join and login", function()
   end)
 
   it("logs in as a guest when no password is set", function()
-    p = R.start_bot(srv, { rooms = { { channel = "guestroom", username = "guestbot_1" } } })
+    local p = room.start_bot({ rooms = { { channel = "guestroom", username = "guestbot_1" } } })
     R.wait_state(p, "guestroom", "joined")
     local login = R.events(p, "cytube.event.login")[1]
     assert.is_true(login.data.guest)
@@ -101,7 +89,7 @@ describe("rooms: join and login", function()
   end)
 
   it("reports a wrong password, stops the room, and does not retry", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "wrong" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "wrong" } },
       core = { backoff_initial_ms = 100 } })
     local st = R.wait_state(p, "testroom", "stopped")
     assert.matches("login as dazbot failed: Invalid username/password combination", st.detail, 1, true)
@@ -116,7 +104,7 @@ describe("rooms: join and login", function()
   it("joins a channel with a password, and stops on a wrong one", function()
     srv:channel_opts("locked", { password = "sesame" })
     srv:channel_opts("locked2", { password = "sesame" })
-    p = R.start_bot(srv, { rooms = {
+    local p = room.start_bot({ rooms = {
       { channel = "locked", username = "bob", password = "bob-pass-1", channel_password = "sesame" },
       { channel = "locked2", username = "moddy", password = "moddy-pass-1", channel_password = "nope" },
     } })
@@ -128,7 +116,7 @@ describe("rooms: join and login", function()
 
   it("checks verbs against the bot's rank and answers requests", function()
     srv:channel_opts("plain", {})
-    p = R.start_bot(srv, { rooms = {
+    local p = room.start_bot({ rooms = {
       { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" }, -- rank 3 here
       { channel = "plain", username = "bob", password = "bob-pass-1" },        -- rank 1
     } })

@@ -2,7 +2,7 @@
 -- long text, text hygiene (control characters, accidental commands), and
 -- what happens when the server's flood limit bites anyway (`cooldown`).
 local h = require("helpers")
-local cytube = require("cytube")
+local room_suite = require("room_suite")
 local R = require("rooms")
 
 -- Waits until the server has received at least n events in all. Polls the
@@ -19,25 +19,13 @@ local function chat_lines(srv, channel)
 end
 
 describe("rooms: output", function()
-  local srv, p
-
-  setup(function()
-    srv = cytube.start({ usercount_throttle = 0 })
-  end)
-  teardown(function()
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
-  before_each(function() srv:reset() end)
-  after_each(function()
-    if p and p.running() then p.stop_clean() end
-    p = nil
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
 
   it("sends a burst of 200 lines in order with no cooldown under the channel's antiflood", function()
     -- bob has rank 1 in "flood": the channel's antiflood applies to him.
     srv:channel_opts("flood", { chat_antiflood = true, chat_antiflood_params = { burst = 20, sustained = 10 } })
-    p = R.start_bot(srv, { rooms = { { channel = "flood", username = "bob", password = "bob-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "flood", username = "bob", password = "bob-pass-1" } },
       probe = { quiet = true } })
     R.wait_state(p, "flood", "joined")
     local t0 = h.now()
@@ -66,7 +54,7 @@ describe("rooms: output", function()
 
   it("follows a slow antiflood setting and gets no cooldown", function()
     srv:channel_opts("slow", { chat_antiflood = true, chat_antiflood_params = { burst = 4, sustained = 2 } })
-    p = R.start_bot(srv, { rooms = { { channel = "slow", username = "bob", password = "bob-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "slow", username = "bob", password = "bob-pass-1" } } })
     R.wait_state(p, "slow", "joined")
     srv:chat("slow", "alice", "!burst 8", { raw = true })
     wait_received(srv, 10, 20)
@@ -79,7 +67,7 @@ describe("rooms: output", function()
   end)
 
   it("splits a 1,000-character reply on word boundaries into lines CyTube takes whole", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
     R.wait_state(p, "testroom", "joined")
     local words = {}
     local n = 0
@@ -105,7 +93,7 @@ describe("rooms: output", function()
   end)
 
   it("strips control characters and never sends plugin text as a command", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
     R.wait_state(p, "testroom", "joined")
     local before = srv:channel_state("testroom").drinkCount
     srv:chat("testroom", "alice", "!say /dance\tnow\n\0please", { raw = true })
@@ -124,7 +112,7 @@ describe("rooms: output", function()
     -- The server limits bob to 3 back to back then 5/s; the bot is told
     -- (only it) that there is no antiflood, so it sends too fast at first.
     srv:channel_opts("cool", { chat_antiflood = true, chat_antiflood_params = { burst = 3, sustained = 5 } })
-    p = R.start_bot(srv, { rooms = { { channel = "cool", username = "bob", password = "bob-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "cool", username = "bob", password = "bob-pass-1" } } })
     R.wait_state(p, "cool", "joined")
     local opts = srv:channel_state("cool").opts
     opts.chat_antiflood = false

@@ -2,33 +2,21 @@
 -- (Duplicate login, bans), connection refusals, several rooms at once, and
 -- malformed frames from the server.
 local h = require("helpers")
-local cytube = require("cytube")
+local room_suite = require("room_suite")
 local system = require("system")
 local R = require("rooms")
 
 local function joins(srv, channel) return #R.sent(srv, channel, "joinChannel") end
 
 describe("rooms: reconnect", function()
-  local srv, p
-
-  setup(function()
-    srv = cytube.start({ usercount_throttle = 0 })
-  end)
-  teardown(function()
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
+  local room = room_suite.new()
+  local srv = room.srv
   before_each(function()
-    srv:reset()
     srv:config({ conn_burst = 0 }) -- a failed test must not leave limits behind
-  end)
-  after_each(function()
-    if p and p.running() then p.stop_clean() end
-    p = nil
   end)
 
   it("rejoins after the server restarts, after a backoff with jitter", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
     R.wait_state(p, "testroom", "joined")
     local t_down = system.gettime() -- the connection drops as the old server stops
     srv:restart()
@@ -52,7 +40,7 @@ describe("rooms: reconnect", function()
   end)
 
   it("backs off further while the server stays down", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 300 } })
     R.wait_state(p, "testroom", "joined")
     srv:stop()
@@ -69,7 +57,7 @@ describe("rooms: reconnect", function()
 
   it("notices a silent server by the ping timeout and reconnects", function()
     srv:restart({ ping_interval = 300, ping_timeout = 300 })
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 200 } })
     R.wait_state(p, "testroom", "joined")
     srv:silence("testroom", "dazbot")
@@ -80,7 +68,7 @@ describe("rooms: reconnect", function()
   end)
 
   it("backs off long after a Duplicate login kick and says why", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 100, duplicate_login_backoff_ms = 3000 } })
     R.wait_state(p, "testroom", "joined")
     local t_kick = system.gettime()
@@ -100,7 +88,7 @@ describe("rooms: reconnect", function()
   end)
 
   it("stops a room it is banned from and keeps the others", function()
-    p = R.start_bot(srv, { rooms = {
+    local p = room.start_bot({ rooms = {
       { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" },
       { channel = "other", username = "dazbot", password = "dazbot-pass-1" },
     }, core = { backoff_initial_ms = 100 } })
@@ -121,7 +109,7 @@ describe("rooms: reconnect", function()
   it("waits out a connection refusal (44 Rate limit exceeded)", function()
     -- One connection, then one every 2 s per address.
     srv:config({ conn_burst = 1, conn_rate = 0.5 })
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 300 } })
     R.wait_state(p, "testroom", "joined")
     srv:drop("testroom", "dazbot")
@@ -137,7 +125,7 @@ describe("rooms: reconnect", function()
     for _, ch in ipairs({ "r1", "r2", "r3" }) do
       rooms[#rooms + 1] = { channel = ch, username = "dazbot", password = "dazbot-pass-1" }
     end
-    p = R.start_bot(srv, { rooms = rooms, core = { backoff_initial_ms = 200 } })
+    local p = room.start_bot({ rooms = rooms, core = { backoff_initial_ms = 200 } })
     for _, ch in ipairs({ "r1", "r2", "r3" }) do R.wait_state(p, ch, "joined") end
     local ids = {}
     for _, ch in ipairs({ "r1", "r3" }) do ids[ch] = srv:users(ch)[1].id end
@@ -160,7 +148,7 @@ describe("rooms: reconnect", function()
   end)
 
   it("leaves every room with 41 when it stops", function()
-    p = R.start_bot(srv, { rooms = {
+    local p = room.start_bot({ rooms = {
       { channel = "r1", username = "dazbot", password = "dazbot-pass-1" },
       { channel = "r2" }, -- anonymous: read only
     } })
@@ -177,7 +165,7 @@ describe("rooms: reconnect", function()
   end)
 
   it("survives malformed and oversized frames", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { backoff_initial_ms = 200 } })
     R.wait_state(p, "testroom", "joined")
     srv:raw("testroom", "dazbot", {

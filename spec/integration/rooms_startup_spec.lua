@@ -3,7 +3,7 @@
 -- joins its channel only once every plugin has started; what the server
 -- sends before that reaches the plugins all the same, in order.
 local h = require("helpers")
-local cytube = require("cytube")
+local room_suite = require("room_suite")
 local R = require("rooms")
 local sqlspec = require("sqlspec")
 
@@ -15,28 +15,24 @@ local function line_index(p, pattern)
 end
 
 describe("rooms: start-up", function()
-  local srv, p, db
+  local room = room_suite.new()
+  local srv = room.srv
+  local db
 
-  setup(function()
-    srv = cytube.start({ usercount_throttle = 0 })
-    db = { sqlspec.create_db() }
-  end)
+  setup(function() db = { sqlspec.create_db() } end)
   teardown(function()
-    if p and p.running() then p.stop_clean() end
-    if srv then srv:stop() end
     if db then sqlspec.drop_db(db[1]) end
-    h.cleanup_tmp()
   end)
 
   it("connects while a slow migration runs, joins after the plugins started, and replays what came meanwhile", function()
     -- The schema first (daz_room_backoff must exist for the early load).
-    p = R.start_bot(srv, { core = { database = { url = db[2] } } })
+    local p = room.start_bot({ core = { database = { url = db[2] } } })
     p.wait_log("^ready$")
     p.stop_clean()
 
     srv:control("POST", "/control/announcement", { title = "Hello", text = "before the join", from = "admin" })
     local slow = sqlspec.migrations({ ["900_slow_start.sql"] = "SELECT pg_sleep(1);" })
-    p = R.start_bot(srv, {
+    p = room.start_bot({
       rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { database = { url = db[2], migrations_dir = slow } },
       log_level = "debug",
@@ -76,7 +72,7 @@ describe("rooms: start-up", function()
   it("tells the plugins about a room that failed before they started, and saves its backoff", function()
     -- Nothing listens on port 1: discovery fails at once, before the plugins
     -- (and the SQL plugin's sql.exec) are up.
-    p = R.start_bot(srv, {
+    local p = room.start_bot({
       rooms = { { channel = "deadroom", server = "http://127.0.0.1:1" } },
       core = { database = { url = db[2] }, backoff_initial_ms = 60000 },
     })

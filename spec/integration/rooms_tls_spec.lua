@@ -3,6 +3,7 @@
 local h = require("helpers")
 local cytube = require("cytube")
 local R = require("rooms")
+local room_suite = require("room_suite")
 
 -- A CA and a server certificate for 127.0.0.1 (and localhost).
 local function make_certs(dir)
@@ -21,26 +22,17 @@ openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out loca
 end
 
 describe("rooms: TLS", function()
-  local srv, p, dir
-
-  setup(function()
+  local dir
+  local room = room_suite.new({ server = function()
     dir = h.tmpdir()
     make_certs(dir)
-    srv = cytube.start({ usercount_throttle = 0, tls_cert = dir .. "/srv.pem", tls_key = dir .. "/srv.key" })
-  end)
-  teardown(function()
-    if srv then srv:stop() end
-    h.cleanup_tmp()
-  end)
-  before_each(function() srv:reset() end)
-  after_each(function()
-    if p and p.running() then p.stop_clean() end
-    p = nil
-  end)
+    return { tls_cert = dir .. "/srv.pem", tls_key = dir .. "/srv.key" }
+  end })
+  local srv = room.srv
 
   it("joins over https:// and wss:// with the certificate verified", function()
     assert.matches("^https://", srv.url)
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { tls_ca_file = dir .. "/ca.pem" } })
     R.wait_state(p, "testroom", "joined", 15)
     srv:chat("testroom", "alice", "!say over tls", { raw = true })
@@ -50,7 +42,7 @@ describe("rooms: TLS", function()
   end)
 
   it("refuses a certificate it cannot verify, and says so", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } } })
     local st = R.wait_state(p, "testroom", "backoff", 15)
     assert.matches("certificate", st.detail)
     assert.equals(0, #R.sent(srv, "testroom", "joinChannel"))
@@ -60,6 +52,7 @@ describe("rooms: TLS", function()
     -- Discovery at https://localhost (the certificate names only localhost)
     -- sends the bot to wss://127.0.0.1, which the certificate does not name.
     local other = cytube.start({ tls_cert = dir .. "/local.pem", tls_key = dir .. "/srv.key" })
+    local p
     local ok, err = pcall(function()
       p = R.start_bot(other, { rooms = { { channel = "testroom", server = other.url:gsub("127.0.0.1", "localhost") } },
         core = { tls_ca_file = dir .. "/ca.pem" } })
@@ -74,7 +67,7 @@ describe("rooms: TLS", function()
   end)
 
   it("connects to an unverified server only when verify_tls is off", function()
-    p = R.start_bot(srv, { rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
       core = { verify_tls = false } })
     R.wait_state(p, "testroom", "joined", 15)
   end)

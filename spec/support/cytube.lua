@@ -172,7 +172,12 @@ function Server:restart(start_opts)
   for k, v in pairs(self.opts or {}) do opts[k] = v end
   for k, v in pairs(start_opts or {}) do opts[k] = v end
   opts.port = self.port
-  local fresh = M.start(opts)
+  return self:start(opts)
+end
+
+-- Start the server of a handle from M.new, in place (restart uses it too).
+function Server:start(opts)
+  local fresh = M.start(opts or self.opts)
   for k, v in pairs(fresh) do self[k] = v end
   return self
 end
@@ -187,6 +192,12 @@ function Server:stop()
   self.stopped = true
   self.exit_code = self.proc.stop(5)
   return self.exit_code
+end
+
+-- A handle that starts later with srv:start(opts): a describe block can give
+-- it to its tests before busted's setup starts the server.
+function M.new()
+  return setmetatable({ stopped = true }, Server)
 end
 
 function M.start(opts)
