@@ -73,7 +73,12 @@ static void test_permissions(void)
     ok(channel_permitted(&ch, "chat", why, sizeof why) == 0, "rank -1 (not known yet) may not even chat");
     apply(&ch, "rank", "1");
     ok(ch.rank == 1, "rank");
-    ok(channel_permitted(&ch, "chat", why, sizeof why), "rank 1: chat (0)");
+    /* a registered login: the account's global rank comes first */
+    ok(!channel_permitted(&ch, "chat", why, sizeof why), "an unsettled rank permits nothing");
+    is_str(why, "the bot's rank in the channel is not known yet (has 1)", "and says so");
+    ok(!channel_min_rank(&ch, 0, "afk", why, sizeof why), "nor passes a rank check");
+    channel_settle_rank(&ch);
+    ok(channel_permitted(&ch, "chat", why, sizeof why), "rank 1, settled: chat (0)");
     ok(!channel_permitted(&ch, "playlistadd", why, sizeof why), "rank 1: not playlistadd (1.5)");
     is_str(why, "refused: needs rank 1.5 for 'playlistadd', the bot has 1", "the refusal names rank and node");
     ok(!channel_permitted(&ch, "voteskip", why, sizeof why), "an unknown node is refused");
@@ -93,6 +98,7 @@ static void test_permissions(void)
     ok(ch.playlist_locked == 1, "locked again");
     channel_clear(&ch);
     ok(ch.permissions == NULL && ch.playlist_locked == 1, "clear forgets the permissions, locks the playlist");
+    ok(!ch.rank_settled && ch.rank == -1, "and the rank");
 }
 
 static void test_options(void)

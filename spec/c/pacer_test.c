@@ -111,6 +111,9 @@ static void test_rank_limits(void)
     rank = json_integer(2);
     channel_apply(&ch, "rank", rank);
     channel_flood_limits(&ch, &lim.burst, &lim.sustained, &lim.cooldown_s);
+    ok(lim.burst == 4, "rank 2 not yet settled: still the channel's antiflood");
+    channel_settle_rank(&ch);
+    channel_flood_limits(&ch, &lim.burst, &lim.sustained, &lim.cooldown_s);
     ok(lim.burst == 20 && lim.sustained == 10 && lim.cooldown_s == 2, "rank 2 is exempt from the channel's antiflood");
 
     json_decref(opts);

@@ -24,6 +24,16 @@ void channel_clear(struct channel *ch)
     channel_init(ch);
 }
 
+void channel_settle_rank(struct channel *ch) { ch->rank_settled = 1; }
+
+static int rank_unsettled(const struct channel *ch, char *why, size_t n)
+{
+    if (ch->rank_settled)
+        return 0;
+    snprintf(why, n, "the bot's rank in the channel is not known yet (has %g)", ch->rank);
+    return 1;
+}
+
 json_t *channel_user(const struct channel *ch, const char *name)
 {
     if (!ch->users || !name)
@@ -134,6 +144,8 @@ int channel_permitted(const struct channel *ch, const char *node, char *why, siz
         snprintf(why, n, "the channel's permissions are not known yet");
         return 0;
     }
+    if (rank_unsettled(ch, why, n))
+        return 0;
     json_t *v = json_object_get(ch->permissions, node);
     if (!json_is_number(v)) {
         snprintf(why, n, "refused: the channel has no '%s' permission (unregistered channel?)", node);
@@ -148,6 +160,8 @@ int channel_permitted(const struct channel *ch, const char *node, char *why, siz
 
 int channel_min_rank(const struct channel *ch, double need, const char *what, char *why, size_t n)
 {
+    if (rank_unsettled(ch, why, n))
+        return 0;
     if (ch->rank >= need)
         return 1;
     snprintf(why, n, "refused: %s needs rank %g, the bot has %g", what, need, ch->rank);
@@ -168,7 +182,7 @@ void channel_flood_limits(const struct channel *ch, double *burst, double *susta
 {
     *burst = 20, *sustained = 10, *cooldown_s = 2;
     json_t *af = json_object_get(ch->options, "chat_antiflood");
-    if (json_is_true(af) && ch->rank < 2) {
+    if (json_is_true(af) && (ch->rank < 2 || !ch->rank_settled)) {
         json_t *p = json_object_get(ch->options, "chat_antiflood_params");
         json_t *b = json_object_get(p, "burst"), *s = json_object_get(p, "sustained"), *c = json_object_get(p, "cooldown");
         if (json_is_number(b))

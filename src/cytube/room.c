@@ -25,6 +25,7 @@
 
 #define EVENT_NAME_MAX 64
 #define MAX_EARLY_FRAMES 64      /* server frames held while a connected room waits to join */
+#define RANK_WAIT_MS 5000        /* after a registered login, wait this long at most for the channel rank */
 
 static const char *const STATE_NAMES[] = {
     "idle",       "discovering", "waiting", "resolving", "connecting", "handshake",
@@ -142,10 +143,13 @@ void room_reset_session(struct room *r)
     memset(&r->open, 0, sizeof r->open);
     transport_reset(&r->conn);
     r->kicked = r->replaying = r->userlist_seen = r->login_sent = r->logged_in = r->password_sent = 0;
+    r->rank_wait = 0;
     r->kick_reason[0] = '\0';
     free(r->me);
     r->me = NULL;
     channel_clear(&r->ch);
+    if (!r->username)
+        channel_settle_rank(&r->ch); /* anonymous: -1 it is */
     pacer_new_session(&r->pacer);
     if (r->timers_ready) {
         uv_timer_stop(&r->t_ping);
@@ -296,6 +300,8 @@ static void maybe_joined(struct room *r)
         return;
     if (r->username && !r->logged_in)
         return;
+    if (!r->ch.rank_settled)
+        return; /* no pacing or permission check on the account's global rank */
     set_state(r, RS_JOINED);
     r->last_error[0] = '\0';
     r->backoff.attempts = 0;
@@ -329,6 +335,39 @@ static void send_login(uv_timer_t *t)
     uv_timer_start(&r->t_stage, on_login_timeout, (uint64_t)r->cy->o.connect_timeout_ms, 0);
 }
 
+static void on_rank_timeout(uv_timer_t *t)
+{
+    struct room *r = t->data;
+    r->rank_wait = 0;
+    log_warn("cytube", "%s: no channel rank from the server within %d ms of the login; going on with rank %g",
+             r->channel, RANK_WAIT_MS, r->ch.rank);
+    channel_settle_rank(&r->ch);
+    maybe_joined(r);
+}
+
+/* A registered login: CyTube sends the account's global rank before the
+ * login reply and the channel rank (from its database) after it; a guest's
+ * rank 0 is final. */
+static void settle_rank_after_login(struct room *r, int guest)
+{
+    if (guest) {
+        channel_settle_rank(&r->ch);
+        return;
+    }
+    r->rank_wait = 1;
+    uv_timer_start(&r->t_stage, on_rank_timeout, RANK_WAIT_MS, 0);
+}
+
+static void on_rank(struct room *r)
+{
+    if (!r->rank_wait)
+        return;
+    r->rank_wait = 0;
+    uv_timer_stop(&r->t_stage);
+    channel_settle_rank(&r->ch);
+    maybe_joined(r);
+}
+
 static void on_login_reply(struct room *r, json_t *arg)
 {
     if (!r->login_sent)
@@ -339,8 +378,9 @@ static void on_login_reply(struct room *r, json_t *arg)
         r->me = strdup(name ? name : r->username);
         r->logged_in = 1;
         uv_timer_stop(&r->t_stage);
-        log_info("cytube", "%s: logged in as %s%s", r->channel, r->me,
-                 json_is_true(json_object_get(arg, "guest")) ? " (guest)" : "");
+        int guest = json_is_true(json_object_get(arg, "guest"));
+        log_info("cytube", "%s: logged in as %s%s", r->channel, r->me, guest ? " (guest)" : "");
+        settle_rank_after_login(r, guest);
         maybe_joined(r);
         return;
     }
@@ -429,6 +469,8 @@ static void handle_event(struct room *r, const char *name, json_t *arg)
         maybe_joined(r);
     } else if (strcmp(name, "login") == 0) {
         on_login_reply(r, arg);
+    } else if (strcmp(name, "rank") == 0 && json_is_number(arg)) {
+        on_rank(r);
     } else if (strcmp(name, "kick") == 0) {
         const char *reason = json_string_value(json_object_get(arg, "reason"));
         snprintf(r->kick_reason, sizeof r->kick_reason, "%s", reason ? reason : "");

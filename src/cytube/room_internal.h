@@ -74,6 +74,7 @@ struct room {
     /* session */
     char kick_reason[300];
     int kicked, replaying, userlist_seen, login_sent, logged_in, password_sent;
+    int rank_wait;      /* logged in with an account: its channel rank is on the way */
     char *me;
     struct channel ch;
 
