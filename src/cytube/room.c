@@ -174,11 +174,13 @@ static void on_retry(uv_timer_t *t)
     room_connect(r);
 }
 
-static void wait_then_connect(struct room *r, uint64_t delay)
+/* `saved`: the wait is kept across restarts, to stop reconnect storms over
+ * a crash loop; otherwise the store is told no wait is pending. */
+static void wait_then_connect(struct room *r, uint64_t delay, int saved)
 {
     set_state(r, RS_BACKOFF);
     r->next_attempt_ms = now_ms(r) + delay;
-    r->backoff.next_attempt_unix_ms = unix_ms() + (int64_t)delay;
+    r->backoff.next_attempt_unix_ms = saved ? unix_ms() + (int64_t)delay : 0;
     save_backoff(r);
     uv_timer_start(&r->t_stage, on_retry, delay, 0);
 }
@@ -210,7 +212,7 @@ static void schedule_reconnect(struct room *r, uint64_t at_least)
     r->reconnects++;
     log_info("cytube", "%s: reconnecting in %.1f s (attempt %d)%s%s", r->channel, delay / 1000.0,
              r->backoff.attempts, r->last_error[0] ? ": " : "", r->last_error);
-    wait_then_connect(r, (uint64_t)delay);
+    wait_then_connect(r, (uint64_t)delay, 1);
     publish_status(r, r->last_error);
 }
 
@@ -869,7 +871,9 @@ static void room_lost(struct room *r, const char *why)
             set_error(r, "kicked: Duplicate login (another session uses this account); backing off");
             log_error("cytube", "%s: %s for %ld s", r->channel, r->last_error, cy->o.duplicate_login_backoff_ms / 1000);
             r->reconnects++;
-            wait_then_connect(r, (uint64_t)cy->o.duplicate_login_backoff_ms);
+            /* Not saved: the kick was about another session holding the
+             * account, and a process started later is meant to take over. */
+            wait_then_connect(r, (uint64_t)cy->o.duplicate_login_backoff_ms, 0);
             publish_status(r, r->last_error);
             return;
         }
@@ -917,8 +921,9 @@ void room_start(struct room *r)
             r->discovery = NULL;
         }
         uint64_t wait = (uint64_t)(r->backoff.next_attempt_unix_ms - unix_ms());
-        log_info("cytube", "%s: backing off for %.1f s more (saved state)", r->channel, (double)wait / 1000);
-        wait_then_connect(r, wait);
+        log_info("cytube", "%s: backing off for %.1f s more (saved state; `daz -reset-backoff %s` clears it)",
+                 r->channel, (double)wait / 1000, r->channel);
+        wait_then_connect(r, wait, 1);
         return;
     }
     if (ahead == AHEAD_RUNNING)
