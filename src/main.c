@@ -33,6 +33,8 @@ struct options {
     const char *health_port;
     int verbose;
     int check_config;
+    int reset_backoff;           /* -reset-backoff: clear the saved backoff, exit */
+    const char *reset_channel;   /* its channel; NULL: every room */
 };
 
 struct app {
@@ -62,6 +64,9 @@ static void usage(FILE *to)
             "  -health-port N     health/metrics port (0 turns the server off)\n"
             "  -verbose           log at debug level\n"
             "  -check-config      validate the configuration, print problems, exit 0 or 2\n"
+            "  -reset-backoff [CHANNEL]\n"
+            "                     clear the reconnect backoff saved in the database for\n"
+            "                     CHANNEL (default: every room), then exit\n"
             "  -version           print the version and exit\n"
             "  -help              print this help and exit\n"
             "Settings can also be forced with DAZ_<SECTION>__<KEY>=value, e.g. DAZ_HEALTH__PORT=9090.\n");
@@ -93,7 +98,10 @@ static int parse_flags(int argc, char **argv, struct options *o)
             value = eq + 1;
 
         int takes_value = strcmp(name, "config") == 0 || strcmp(name, "health-port") == 0;
-        if (takes_value && !value) {
+        int optional_value = strcmp(name, "reset-backoff") == 0;
+        if (optional_value) {
+            /* handled below */
+        } else if (takes_value && !value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "daz: flag -%s needs a value\n", name);
                 return 2;
@@ -112,6 +120,14 @@ static int parse_flags(int argc, char **argv, struct options *o)
             o->verbose = 1;
         } else if (strcmp(name, "check-config") == 0) {
             o->check_config = 1;
+        } else if (strcmp(name, "reset-backoff") == 0) {
+            /* the channel is optional: -reset-backoff=NAME or a next argument that is no flag */
+            o->reset_backoff = 1;
+            o->reset_channel = value ? value : i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : NULL;
+            if (o->reset_channel && !o->reset_channel[0]) {
+                fprintf(stderr, "daz: -reset-backoff needs a channel name or none\n");
+                return 2;
+            }
         } else if (strcmp(name, "version") == 0) {
             printf("daz %s (build %s)\n", DAZ_VERSION, DAZ_BUILD);
             return 1;
@@ -377,6 +393,79 @@ static lua_State *new_lua(void)
     return L;
 }
 
+/* -reset-backoff: connects with the configured database (no migrations, no
+ * plugins, no rooms), deletes the saved backoff rows and exits: 0, or 1 when
+ * the database cannot be reached or refuses. */
+#define RESET_TIMEOUT_MS 30000
+
+struct reset_run {
+    struct sql *sql;
+    uv_timer_t timeout;
+    const char *channel;
+    int finished, rc;
+};
+
+static void reset_stopped(void *ctx) { (void)ctx; }
+
+static void reset_finish(struct reset_run *rr, int rc)
+{
+    if (rr->finished)
+        return;
+    rr->finished = 1;
+    rr->rc = rc;
+    uv_close((uv_handle_t *)&rr->timeout, on_close_noop);
+    sql_stop(rr->sql, reset_stopped, rr);
+}
+
+static void on_reset_done(long deleted, const char *error, void *ctx)
+{
+    struct reset_run *rr = ctx;
+    if (rr->finished)
+        return;
+    if (error) {
+        fprintf(stderr, "daz: cannot clear the saved backoff: %s\n", error);
+        reset_finish(rr, 1);
+        return;
+    }
+    printf("cleared the saved backoff of %s (%ld row%s)\n", rr->channel ? rr->channel : "every room", deleted,
+           deleted == 1 ? "" : "s");
+    reset_finish(rr, 0);
+}
+
+static void on_reset_timeout(uv_timer_t *t)
+{
+    struct reset_run *rr = t->data;
+    fprintf(stderr, "daz: cannot clear the saved backoff: no database connection within %d s\n",
+            RESET_TIMEOUT_MS / 1000);
+    reset_finish(rr, 1);
+}
+
+static int reset_backoff(struct app *app, const char *channel)
+{
+    app->loop = uv_default_loop();
+    struct bus_options bo = {.default_capacity = 64, .dispatch_per_turn = 64, .max_types = 64};
+    app->bus = bus_new(app->loop, &bo);
+    char err[512];
+    app->sql = app->bus ? sql_new(app->loop, app->bus, app->L, app->cfg.lua_ref, err, sizeof err) : NULL;
+    if (!app->sql) {
+        fprintf(stderr, "daz: %s\n", app->bus ? err : "cannot create the event bus");
+        return 1;
+    }
+    struct reset_run rr = {.sql = app->sql, .channel = channel};
+    uv_timer_init(app->loop, &rr.timeout);
+    rr.timeout.data = &rr;
+    uv_timer_start(&rr.timeout, on_reset_timeout, RESET_TIMEOUT_MS, 0);
+    pg_pool_start(sql_pool(app->sql));
+    if (room_backoff_reset(sql_pool(app->sql), channel, on_reset_done, &rr) != 0) {
+        fprintf(stderr, "daz: cannot clear the saved backoff (out of memory)\n");
+        reset_finish(&rr, 1);
+    }
+    uv_run(app->loop, UV_RUN_DEFAULT);
+    bus_close(app->bus);
+    uv_run(app->loop, UV_RUN_DEFAULT);
+    return rr.rc;
+}
+
 int main(int argc, char **argv)
 {
     struct options opt = {0};
@@ -415,6 +504,17 @@ int main(int argc, char **argv)
         return 0;
     }
     log_setup(app.cfg.log_level, app.cfg.log_format);
+    if (opt.reset_backoff) {
+        rc = reset_backoff(&app, opt.reset_channel);
+        if (uv_loop_close(app.loop) != 0)
+            log_warn("main", "loop closed with handles still open");
+        config_free(app.L, &app.cfg);
+        lua_close(app.L);
+        sql_free(app.sql);
+        bus_free(app.bus);
+        log_clear_secrets();
+        return rc;
+    }
     log_info("main", "daz %s starting (config %s, %d room(s))", DAZ_VERSION, opt.config_path,
              app.cfg.room_count);
     log_debug("config", "effective config: %s", app.cfg.description ? app.cfg.description : "?");

@@ -3,7 +3,7 @@
  * commands, no control characters). */
 #include <stdlib.h>
 
-#include "cytube/rooms.h"
+#include "cytube/text.h"
 #include "tap.h"
 
 static int utf16_units(const char *s)

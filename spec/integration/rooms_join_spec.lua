@@ -77,6 +77,35 @@ describe("rooms: join and login", function()
     assert.equals(0, st.counters.cooldowns)
   end)
 
+  it("joins on the channel rank, not on the account's global rank that comes first", function()
+    -- CyTube (join-chat.txt): rank 1 (the account's), the login reply, then
+    -- rank 3 (dazbot's in testroom, from the database). A plugin that acts the
+    -- moment the room is joined must find rank 3, and so must the checks.
+    local eager = [[
+local cjson = require("cjson")
+local P = { name = "eager" }
+function P:init(bus) self.bus = bus end
+function P:start()
+  local bus = self.bus
+  bus:subscribe("cytube.room.status", function(ev)
+    if ev.data.state ~= "joined" then return end
+    local rank = rooms.get(ev.data.channel).rank
+    local v, err = bus:request("cytube.assignLeader", { room = ev.data.channel, name = "" }, { timeout = 2000 })
+    daz.log.info("RESULT eager %s", cjson.encode({ rank = rank, ok = v ~= nil, err = err }))
+  end)
+end
+return P
+]]
+    local p = room.start_bot({ rooms = { { channel = "testroom", username = "dazbot", password = "dazbot-pass-1" } },
+      plugins = { eager = eager }, probe = { quiet = true } })
+    local line = p.wait_log("testroom: joined as ")
+    assert.equals("testroom: joined as dazbot (rank 3)", line.msg)
+    local r = R.wait_result(p, "eager")
+    assert.equals(3, r.rank)
+    assert.is_true(r.ok, r.err) -- leaderctl needs 2: refused on rank 1
+    h.wait_until(function() return #R.sent(srv, "testroom", "assignLeader") == 1 end, 5, "assignLeader on the server")
+  end)
+
   it("logs in as a guest when no password is set", function()
     local p = room.start_bot({ rooms = { { channel = "guestroom", username = "guestbot_1" } } })
     R.wait_state(p, "guestroom", "joined")

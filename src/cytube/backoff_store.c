@@ -1,4 +1,4 @@
-/* room_backoff: see room_backoff.h. */
+/* room_backoff: see backoff_store.h. */
 #include "cytube/backoff_store.h"
 
 #include <jansson.h>
@@ -177,4 +177,40 @@ void room_backoff_free(struct room_backoff *rb)
     json_decref(rb->saved);
     json_decref(rb->unsaved);
     free(rb);
+}
+
+struct reset {
+    room_backoff_reset_fn done;
+    void *ctx;
+};
+
+static void on_reset(struct pg_job *job, void *ctx)
+{
+    struct reset *rs = ctx;
+    if (job->error.message && strcmp(job->error.sqlstate, "42P01") == 0)
+        rs->done(0, NULL, rs->ctx); /* undefined_table: never migrated, nothing saved */
+    else if (job->error.message)
+        rs->done(-1, job->error.message, rs->ctx);
+    else
+        rs->done(job->results[0] ? strtol(PQcmdTuples(job->results[0]), NULL, 10) : 0, NULL, rs->ctx);
+    free(rs);
+}
+
+int room_backoff_reset(struct pg_pool *pool, const char *channel, room_backoff_reset_fn done, void *ctx)
+{
+    struct reset *rs = malloc(sizeof *rs);
+    struct pg_job *job = rs ? pg_job_new(1, 0, on_reset, rs) : NULL;
+    const char *params[] = {channel};
+    int rc = !job ? -1
+             : channel ? pg_job_set(job, 0, "DELETE FROM daz_room_backoff WHERE lower(channel) = lower($1)", 1, params)
+                       : pg_job_set(job, 0, "DELETE FROM daz_room_backoff", 0, NULL);
+    if (rc != 0) {
+        pg_job_free(job);
+        free(rs);
+        return -1;
+    }
+    rs->done = done;
+    rs->ctx = ctx;
+    pg_submit(pool, job); /* on failure the callback has already run */
+    return 0;
 }

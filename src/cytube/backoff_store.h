@@ -2,7 +2,8 @@
  * the timers survive a restart (issue 5). Loads every row once at startup
  * (before the rooms connect), answers the rooms' load hook from that, and
  * writes each change with a fire-and-forget sql.exec (a transient failure
- * goes to the retry queue). Uses cytube, pg, bus, jansson. */
+ * goes to the retry queue). A wait after a "Duplicate login" kick is not
+ * saved (see room.c). Uses cytube, pg, bus, jansson. */
 #ifndef DAZ_ROOM_BACKOFF_H
 #define DAZ_ROOM_BACKOFF_H
 
@@ -24,5 +25,12 @@ struct room_backoff *room_backoff_start(struct pg_pool *pool, struct bus *bus, s
  * is retried, and changes made before now are written. */
 void room_backoff_db_ready(struct room_backoff *rb);
 void room_backoff_free(struct room_backoff *rb);
+
+/* `daz -reset-backoff [channel]`: deletes the saved backoff of `channel`
+ * (any case; NULL: of every room). done(rows deleted, NULL, ctx), or
+ * done(-1, error, ctx); a database never migrated has nothing to delete.
+ * Returns 0, or -1 when out of memory (done is not called). */
+typedef void (*room_backoff_reset_fn)(long deleted, const char *error, void *ctx);
+int room_backoff_reset(struct pg_pool *pool, const char *channel, room_backoff_reset_fn done, void *ctx);
 
 #endif

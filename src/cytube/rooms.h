@@ -2,7 +2,26 @@
  * (libwebsockets on the libuv loop), Engine.IO/Socket.IO handshake,
  * join/login, server events onto the bus, paced commands from the bus,
  * reconnect with backoff, and the room state plugins read.
- * Uses socketio, http_client, bus, event, log, libwebsockets, jansson. */
+ * Uses bus, event, log, libwebsockets, libuv, jansson.
+ *
+ * The files of src/cytube, and which calls which (never back):
+ *   rooms.c      this API: the set of rooms, start, shutdown, snapshots
+ *                -> room.c, commands.c, transport.c
+ *   commands.c   commands from the bus (cytube.send, cytube.queue ...):
+ *                checks, then queues or sends -> room.c, channel, pacer, text
+ *   room.c       one room's state machine (discovery, connect, handshake,
+ *                join, login, joined, backoff) -> transport, channel, pacer,
+ *                socketio, discovery; room_internal.h is what these share
+ *   transport.c  sockets: the lws context, DNS, per-server connection slots,
+ *                frames in and out; reports to room.c through callbacks
+ *   channel.c    pure: the room's view of the channel (users, ranks,
+ *                options, permissions, media) and the checks on it
+ *   pacer.c      pure: the outbound limiter (CyTube's flood limit with
+ *                margins, echoes, the cooldown response)
+ *   text.c       pure: cleaning and splitting chat text
+ *   socketio.c   pure: the Engine.IO/Socket.IO codec
+ *   discovery.c  the HTTP client for /socketconfig
+ *   backoff_store.c, metrics.c  users of this API (PostgreSQL, /metrics) */
 #ifndef DAZ_CYTUBE_H
 #define DAZ_CYTUBE_H
 
@@ -85,17 +104,5 @@ struct cytube_backoff_state {
 typedef int (*cytube_backoff_load_fn)(const char *channel, struct cytube_backoff_state *out, void *ctx);
 typedef void (*cytube_backoff_save_fn)(const char *channel, const struct cytube_backoff_state *st, void *ctx);
 void cytube_set_backoff_store(struct cytube *cy, cytube_backoff_load_fn load, cytube_backoff_save_fn save, void *ctx);
-
-/* ---- text helpers, exposed for tests ---- */
-
-/* Cleans plugin text for chat: drops invalid UTF-8, turns runs of control
- * characters into one space, trims. Returns a malloc'd string. */
-char *cytube_clean_text(const char *text);
-/* Splits clean text into lines of at most `max_units` UTF-16 units, on
- * word boundaries when possible, never inside a character. Lines that
- * would start with '/' get a leading space so they never become a command
- * (or a `/d` drink). Returns the number of lines written to out[] (each
- * malloc'd), at most max_lines. */
-int cytube_split_text(const char *clean, int max_units, char **out, int max_lines);
 
 #endif

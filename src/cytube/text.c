@@ -1,11 +1,11 @@
-/* cytube_text: chat text hygiene for the rooms (see cytube.h): clean plugin
+/* cytube_text: see text.h. Chat text hygiene for the rooms: clean plugin
  * text and split it into lines CyTube will take whole. CyTube cuts chat at
  * 320 UTF-16 units before escaping, turns control characters into spaces,
  * and runs any line starting with '/' as a command (or a `/d` drink). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cytube/rooms.h"
+#include "cytube/text.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), its code point in *cp, or 0
  * when the bytes there are not valid UTF-8 (overlong, surrogate, > U+10FFFF). */
