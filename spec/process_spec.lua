@@ -29,6 +29,21 @@ describe("daz process", function()
     assert.equals(0, p.stop_clean())
   end)
 
+  it("names -health-port, DAZ_HEALTH__PORT and health.port when the health port is busy", function()
+    local port = tostring(h.free_port())
+    local first = daz.start({ config = "return {}", env = { DAZ_HEALTH__PORT = port } })
+    first.wait_log("ready")
+    local second = daz.start({ config = "return {}", env = { DAZ_HEALTH__PORT = port } })
+    local code = second.wait_exit(20)
+    assert.equals(1, code, second.output())
+    local line = second.wait_log("cannot listen")
+    assert.truthy(line.msg:find("127.0.0.1:" .. port .. ": Address already in use", 1, true), line.msg)
+    for _, name in ipairs({ "-health-port", "DAZ_HEALTH__PORT", "health.port" }) do
+      assert.truthy(line.msg:find(name, 1, true), name .. " not named: " .. line.msg)
+    end
+    assert.equals(0, first.stop_clean())
+  end)
+
   it("writes JSON lines when stderr is not a terminal", function()
     local p = daz.start({ config = "return {}" })
     local line = p.wait_log("ready")

@@ -430,6 +430,13 @@ local function apply_override(cfg, o, problems)
     problems[#problems + 1] = where .. ": " .. why
     return
   end
+  -- Checked here too, so a bad value is reported under its flag or variable
+  -- (and only there: a value not applied leaves the file's own in place).
+  if s and s.kind ~= "record" and s.kind ~= "array" and s.kind ~= "map" then
+    local before = #problems
+    validate(s, value, where, problems)
+    if #problems > before then return end
+  end
   local t = cfg
   for i = 1, #segments - 1 do
     local seg = segments[i]
