@@ -6,6 +6,7 @@ local daz = require("daz")
 -- Start daz and wait for it to give up; returns the process.
 local function failed_start(opts)
   local p = daz.start(opts)
+  finally(function() p.stop() end)
   h.wait_until(function() return not p.running() end, 20, "daz to give up")
   return p
 end
