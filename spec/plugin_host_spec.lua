@@ -285,6 +285,22 @@ describe("plugin host", function()
     assert.equals(0, #p.logs("OFF RAN"))
   end)
 
+  it("does not load the file of a disabled plugin at all", function()
+    p = run({
+      on = PRELUDE .. [[ local P = { name = "on" } function P:init() result("on", true) end return P ]],
+      broken = [[ this is not Lua ]],
+      raises = [[ error("LOADED WHILE DISABLED") ]],
+    }, [[plugins = { broken = { enabled = false }, raises = { enabled = false } }]])
+    assert.is_true(p.wait_result("on"))
+    p.wait_log("ready")
+    assert.equals(0, #p.logs("LOADED WHILE DISABLED"), p.output())
+    assert.equals(1, #p.logs("broken: disabled by config"), p.output())
+    assert.equals(0, #p.logs("no such plugin"), p.output())
+    local _, code, out = daz.run({ "-config", daz.write_config(("return { plugin_dirs = { %q }, %s }")
+      :format(p.plugin_dir, "plugins = { broken = { enabled = false }, raises = { enabled = false } }")), "-check-config" })
+    assert.equals(0, code, out)
+  end)
+
   it("gives each plugin its own globals", function()
     p = run({
       g1 = PRELUDE .. [[ counter = 1; local P = { name = "g1" }

@@ -77,9 +77,11 @@ local function compile(path)
   return P
 end
 
--- Discover every plugin file; returns { name = { path, mtime, P } } and the order found.
-local function discover(dirs)
-  local found, order = {}, {}
+-- Discover every plugin file; returns { name = { path, mtime, P } }, the
+-- order found, and { name = path } of the files not loaded at all: <name>.lua
+-- when plugins.<name>.enabled is false (so a broken disabled file is harmless).
+local function discover(dirs, settings)
+  local found, order, skipped = {}, {}, {}
   for i, dir in ipairs(dirs) do
     local files, err = core.listdir(dir)
     if not files then
@@ -87,6 +89,12 @@ local function discover(dirs)
     end
     for _, file in ipairs(files) do
       local path = dir .. "/" .. file
+      local base = file:gsub("%.lua$", "")
+      local pc = settings[base]
+      if type(pc) == "table" and pc.enabled == false then
+        skipped[base] = skipped[base] or path
+        goto next_file
+      end
       local mtime = core.mtime(path) -- before compiling: a later change is seen by reload
       local P, cerr = compile(path)
       if not P then return nil, "cannot load plugin " .. cerr end
@@ -95,9 +103,10 @@ local function discover(dirs)
       end
       found[P.name] = { path = path, mtime = mtime, P = P }
       order[#order + 1] = P.name
+      ::next_file::
     end
   end
-  return found, order
+  return found, order, skipped
 end
 
 -- Dependency order (stable: discovery order where free); errors name plugins.
@@ -116,11 +125,11 @@ local function sort(found, order, disabled)
     state[name] = "visiting"
     chain[#chain + 1] = name
     for _, dep in ipairs(found[name].P.depends or {}) do
-      if not found[dep] then
-        return nil, ("plugin %q depends on %q, which is not installed"):format(name, dep)
-      end
       if disabled[dep] then
         return nil, ("plugin %q depends on %q, which is disabled"):format(name, dep)
+      end
+      if not found[dep] then
+        return nil, ("plugin %q depends on %q, which is not installed"):format(name, dep)
       end
       local ok, err = visit(dep, chain)
       if not ok then return nil, err end
@@ -171,23 +180,28 @@ end
 local prepared
 function M.prepare(c, config)
   core = c
-  prepared = table.pack(discover(config.plugin_dirs))
+  prepared = table.pack(discover(config.plugin_dirs, config.plugins))
 end
 
 -- start(core, config) -> true | nil, err: load, order, init all, start all.
 function M.start(c, config)
   core = c
-  local found, order
+  local found, order, skipped
   if prepared then
-    found, order = prepared[1], prepared[2]
+    found, order, skipped = prepared[1], prepared[2], prepared[3]
     prepared = nil
   else
-    found, order = discover(config.plugin_dirs)
+    found, order, skipped = discover(config.plugin_dirs, config.plugins)
   end
   if not found then return nil, order end
   local disabled = {}
+  for name in pairs(skipped) do
+    disabled[name] = true
+    log("info", "plugins", "%s: disabled by config", name)
+  end
   for name, pc in pairs(config.plugins) do
-    if not found[name] then
+    if skipped[name] then -- logged above
+    elseif not found[name] then
       log("warn", "plugins", "plugins.%s: no such plugin on plugin_dirs (setting ignored)", name)
     elseif pc.enabled == false then
       disabled[name] = true
