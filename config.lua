@@ -49,7 +49,9 @@ return {
   -- Where plugins are found; add your own folders.
   plugin_dirs = { "lua/plugins" },
 
-  -- Per-plugin settings; enabled = false skips a plugin.
+  -- Per-plugin settings; enabled = false skips a plugin (its file is not even
+  -- loaded). Each shipped plugin declares its settings: -check-config and the
+  -- start refuse an unknown key or a wrong type (exit 2).
   -- The shipped plugins and their defaults (README "Plugins"):
   plugins = {
     -- eventfilter = {

@@ -138,6 +138,36 @@ describe("config", function()
     assert.truthy(out:find("DAZ_HEALTH__PORT (health.port): must be between 0 and 65535, got -1", 1, true), out)
   end)
 
+  it("refuses a channel listed twice", function()
+    local code, out = check([[return { core = { rooms = {
+      { channel = "a" }, { channel = "b" }, { channel = "a", username = "other" },
+      { channel = "b", server = "https://example.org" } } } }]])
+    assert.equals(2, code, out)
+    assert.truthy(out:find('core.rooms[3]: channel "a" is listed twice (also core.rooms[1])', 1, true), out)
+    assert.truthy(out:find('core.rooms[4]: channel "b" is listed twice (also core.rooms[2])', 1, true), out)
+    assert_no_traceback(out)
+  end)
+
+  it("checks a plugin's declared settings with -check-config, and passes undeclared ones through", function()
+    local dir = daz.plugin_dir({
+      typed = [[local S = require("core.schema")
+        local P = { name = "typed", settings = { greeting = S.str { default = "hi" }, n = S.int { check = S.range(1, 9) } } }
+        function P:init() error("init must not run in -check-config") end
+        return P]],
+      loose = [[return { name = "loose", start = function() error("start must not run") end }]],
+      off = [[return { name = "off", settings = { x = { kind = "string" } } }]],
+    })
+    local code, out = check(([[return { plugin_dirs = { %q }, plugins = {
+      typed = { greting = "x", n = 12 }, loose = { anything = { 1, 2 } }, off = { enabled = false, x = 1 } } }]]):format(dir))
+    assert.equals(2, code, out)
+    assert.truthy(out:find("plugins.typed.greting: unknown key\n", 1, true), out)
+    assert.truthy(out:find("plugins.typed.n: must be between 1 and 9, got 12\n", 1, true), out)
+    assert.equals(2, select(2, out:gsub("\n", "")), out)
+    assert_no_traceback(out)
+    code, out = check(([[return { plugin_dirs = { %q }, plugins = { typed = { n = 3 }, loose = { anything = 1 } } }]]):format(dir))
+    assert.equals(0, code, out)
+  end)
+
   it("answers -version and -help, and rejects unknown flags with exit 2", function()
     local _, code, out = daz.run({ "-version" })
     assert.equals(0, code)
