@@ -388,12 +388,15 @@ static void on_sql_ready(int ok, const char *message, void *ctx)
         app_shutdown(app, "startup failed");
         return;
     }
-    room_backoff_db_ready(app->backoff);
+    /* The rooms' backoff goes to the database only once the start has
+     * succeeded: after a failed one, the pool closes under those queries and
+     * their errors would read like a second failure. */
     if (app_start_rest(app) != 0) {
         app->failed = 1;
         app_shutdown(app, "startup failed");
         return;
     }
+    room_backoff_db_ready(app->backoff);
     log_info("main", "ready");
 }
 
