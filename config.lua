@@ -9,8 +9,10 @@
 -- and flags (-health-port, -verbose) win over both.
 -- Check a file without starting anything: bin/daz -config config.lua -check-config
 
--- Join one channel when DAZ_CHANNEL is set (make run works without it too).
+-- Join one channel when DAZ_CHANNEL is set. Without it daz runs but joins
+-- no channel (and says so at start).
 local channel = os.getenv("DAZ_CHANNEL")
+if channel == "" then channel = nil end
 
 return {
   core = {

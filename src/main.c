@@ -400,6 +400,15 @@ static void on_sql_ready(int ok, const char *message, void *ctx)
     log_info("main", "ready");
 }
 
+/* A config that joins no channel runs (health, plugins, database) but would
+ * look idle for no reason: said at start, with what to change. */
+static const char *no_channel_note(const struct daz_config *cfg)
+{
+    return cfg->room_count == 0
+               ? "joins no channel: core.rooms is empty (the shipped config.lua joins DAZ_CHANNEL when it is set)"
+               : "joins no channel: every room in core.rooms has enabled = false";
+}
+
 static lua_State *new_lua(void)
 {
     lua_State *L = luaL_newstate();
@@ -453,6 +462,8 @@ int main(int argc, char **argv)
         }
         printf("%s: ok (%d room(s), database: %s)\n", opt.config_path, app.cfg.room_count,
                app.cfg.database_configured ? "configured" : "local");
+        if (app.cfg.enabled_room_count == 0)
+            printf("note: %s\n", no_channel_note(&app.cfg));
         config_free(app.L, &app.cfg);
         lua_close(app.L);
         return 0;
@@ -460,6 +471,8 @@ int main(int argc, char **argv)
     log_setup(app.cfg.log_level, app.cfg.log_format);
     log_info("main", "daz %s starting (config %s, %d room(s))", DAZ_VERSION, opt.config_path,
              app.cfg.room_count);
+    if (app.cfg.enabled_room_count == 0)
+        log_warn("main", "%s", no_channel_note(&app.cfg));
     log_debug("config", "effective config: %s", app.cfg.description ? app.cfg.description : "?");
 
     app.loop = uv_default_loop();
