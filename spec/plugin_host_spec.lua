@@ -390,6 +390,28 @@ describe("plugin host", function()
     h.wait_until(function() return #p.logs("^TICK v1$") > before + 3 end, 5, "old version still ticking")
   end)
 
+  it("checks the settings against a reloaded version's schema, with its defaults", function()
+    local function typed(version, settings)
+      return PRELUDE .. ([[local S = require("core.schema")
+        local P = { name = "typed", settings = %s }
+        function P:init(bus, cfg) result("cfg%d", cfg) end
+        return P]]):format(settings, version)
+    end
+    p = run({ typed = typed(1, "{ n = S.int { default = 1 } }") }, "plugins = { typed = { n = 5 } }")
+    assert.equals(5, p.wait_result("cfg1").n)
+    local path = p.plugin_dir .. "/typed.lua"
+    h.write_file(path, typed(2, "{ m = S.int {} }"))
+    h.sh("touch -d '+5 seconds' " .. h.shquote(path))
+    p.signal("HUP")
+    local line = p.wait_log("reload failed, the running version stays")
+    assert.truthy(line.msg:find("plugins.typed.n: unknown key", 1, true), line.msg)
+    h.write_file(path, typed(3, "{ n = S.int {}, greeting = S.str { default = 'hi' } }"))
+    h.sh("touch -d '+10 seconds' " .. h.shquote(path))
+    p.signal("HUP")
+    local cfg = p.wait_result("cfg3")
+    assert.same({ n = 5, greeting = "hi" }, cfg)
+  end)
+
   it("releases every Lua registry ref at shutdown", function()
     p = run({ consumer = consumer(1), producer = producer }, nil, { args = { "-verbose" } })
     p.wait_log("TICK v1")
