@@ -235,9 +235,6 @@ function M.check(c, config)
   return problems, err
 end
 
--- prepare(core, config): check, at start (see main.c).
-M.prepare = M.check
-
 -- start(core, config) -> true | nil, err: load, order, init all, start all.
 function M.start(c, config)
   core = c
