@@ -47,6 +47,7 @@ describe("daz process", function()
 
   it("says so at start when the config joins no channel, naming DAZ_CHANNEL and core.rooms", function()
     local p = daz.start({ config_path = h.root .. "/config.lua", env = { DAZ_CHANNEL = "" } })
+    finally(function() p.stop() end)
     local line = p.wait_log("joins no channel")
     assert.equals("warn", line.level)
     assert.truthy(line.msg:find("DAZ_CHANNEL", 1, true) and line.msg:find("core.rooms", 1, true), line.msg)
