@@ -9,8 +9,10 @@
 -- and flags (-health-port, -verbose) win over both.
 -- Check a file without starting anything: bin/daz -config config.lua -check-config
 
--- Join one channel when DAZ_CHANNEL is set (make run works without it too).
+-- Join one channel when DAZ_CHANNEL is set. Without it daz runs but joins
+-- no channel (and says so at start).
 local channel = os.getenv("DAZ_CHANNEL")
+if channel == "" then channel = nil end
 
 return {
   core = {
@@ -49,7 +51,9 @@ return {
   -- Where plugins are found; add your own folders.
   plugin_dirs = { "lua/plugins" },
 
-  -- Per-plugin settings; enabled = false skips a plugin.
+  -- Per-plugin settings; enabled = false skips a plugin (its file is not even
+  -- loaded). Each shipped plugin declares its settings: -check-config and the
+  -- start refuse an unknown key or a wrong type (exit 2).
   -- The shipped plugins and their defaults (README "Plugins"):
   plugins = {
     -- eventfilter = {

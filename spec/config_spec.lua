@@ -107,7 +107,7 @@ describe("config", function()
     assert.truthy(out:find("DAZ_HEALTH__NOPE (health.nope): no such setting", 1, true), out)
     code, out = check("return {}", { DAZ_LOG__LEVEL = "loud" })
     assert.equals(2, code)
-    assert.truthy(out:find("log.level: must be one of", 1, true), out)
+    assert.truthy(out:find("DAZ_LOG__LEVEL (log.level): must be one of", 1, true), out)
   end)
 
   it("leaves plain DAZ_ variables to config.lua", function()
@@ -125,6 +125,47 @@ describe("config", function()
     local code, out = check("return {}", { DAZ_HEALTH__PORT = "9001" }, { "-health-port", "nope" })
     assert.equals(2, code)
     assert.truthy(out:find("-health-port (health.port): expected an integer", 1, true), out)
+  end)
+
+  it("names the flag or variable of an out-of-range override, once", function()
+    local code, out = check("return {}", nil, { "-health-port", "70000" })
+    assert.equals(2, code)
+    assert.truthy(out:find("-health-port (health.port): must be between 0 and 65535, got 70000", 1, true), out)
+    assert.is_nil(out:find("\nhealth.port:", 1, true), out)
+    assert.equals(1, select(2, out:gsub("70000", "")), out)
+    code, out = check("return {}", { DAZ_HEALTH__PORT = "-1" })
+    assert.equals(2, code)
+    assert.truthy(out:find("DAZ_HEALTH__PORT (health.port): must be between 0 and 65535, got -1", 1, true), out)
+  end)
+
+  it("refuses a channel listed twice", function()
+    local code, out = check([[return { core = { rooms = {
+      { channel = "a" }, { channel = "b" }, { channel = "a", username = "other" },
+      { channel = "b", server = "https://example.org" } } } }]])
+    assert.equals(2, code, out)
+    assert.truthy(out:find('core.rooms[3]: channel "a" is listed twice (also core.rooms[1])', 1, true), out)
+    assert.truthy(out:find('core.rooms[4]: channel "b" is listed twice (also core.rooms[2])', 1, true), out)
+    assert_no_traceback(out)
+  end)
+
+  it("checks a plugin's declared settings with -check-config, and passes undeclared ones through", function()
+    local dir = daz.plugin_dir({
+      typed = [[local S = require("core.schema")
+        local P = { name = "typed", settings = { greeting = S.str { default = "hi" }, n = S.int { check = S.range(1, 9) } } }
+        function P:init() error("init must not run in -check-config") end
+        return P]],
+      loose = [[return { name = "loose", start = function() error("start must not run") end }]],
+      off = [[return { name = "off", settings = { x = { kind = "string" } } }]],
+    })
+    local code, out = check(([[return { plugin_dirs = { %q }, plugins = {
+      typed = { greting = "x", n = 12 }, loose = { anything = { 1, 2 } }, off = { enabled = false, x = 1 } } }]]):format(dir))
+    assert.equals(2, code, out)
+    assert.truthy(out:find("plugins.typed.greting: unknown key\n", 1, true), out)
+    assert.truthy(out:find("plugins.typed.n: must be between 1 and 9, got 12\n", 1, true), out)
+    assert.equals(2, select(2, out:gsub("\n", "")), out)
+    assert_no_traceback(out)
+    code, out = check(([[return { plugin_dirs = { %q }, plugins = { typed = { n = 3 }, loose = { anything = 1 } } }]]):format(dir))
+    assert.equals(0, code, out)
   end)
 
   it("answers -version and -help, and rejects unknown flags with exit 2", function()

@@ -285,6 +285,22 @@ describe("plugin host", function()
     assert.equals(0, #p.logs("OFF RAN"))
   end)
 
+  it("does not load the file of a disabled plugin at all", function()
+    p = run({
+      on = PRELUDE .. [[ local P = { name = "on" } function P:init() result("on", true) end return P ]],
+      broken = [[ this is not Lua ]],
+      raises = [[ error("LOADED WHILE DISABLED") ]],
+    }, [[plugins = { broken = { enabled = false }, raises = { enabled = false } }]])
+    assert.is_true(p.wait_result("on"))
+    p.wait_log("ready")
+    assert.equals(0, #p.logs("LOADED WHILE DISABLED"), p.output())
+    assert.equals(1, #p.logs("broken: disabled by config"), p.output())
+    assert.equals(0, #p.logs("no such plugin"), p.output())
+    local _, code, out = daz.run({ "-config", daz.write_config(("return { plugin_dirs = { %q }, %s }")
+      :format(p.plugin_dir, "plugins = { broken = { enabled = false }, raises = { enabled = false } }")), "-check-config" })
+    assert.equals(0, code, out)
+  end)
+
   it("gives each plugin its own globals", function()
     p = run({
       g1 = PRELUDE .. [[ counter = 1; local P = { name = "g1" }
@@ -372,6 +388,28 @@ describe("plugin host", function()
     p.wait_log("reload failed, the running version stays")
     local before = #p.logs("^TICK v1$")
     h.wait_until(function() return #p.logs("^TICK v1$") > before + 3 end, 5, "old version still ticking")
+  end)
+
+  it("checks the settings against a reloaded version's schema, with its defaults", function()
+    local function typed(version, settings)
+      return PRELUDE .. ([[local S = require("core.schema")
+        local P = { name = "typed", settings = %s }
+        function P:init(bus, cfg) result("cfg%d", cfg) end
+        return P]]):format(settings, version)
+    end
+    p = run({ typed = typed(1, "{ n = S.int { default = 1 } }") }, "plugins = { typed = { n = 5 } }")
+    assert.equals(5, p.wait_result("cfg1").n)
+    local path = p.plugin_dir .. "/typed.lua"
+    h.write_file(path, typed(2, "{ m = S.int {} }"))
+    h.sh("touch -d '+5 seconds' " .. h.shquote(path))
+    p.signal("HUP")
+    local line = p.wait_log("reload failed, the running version stays")
+    assert.truthy(line.msg:find("plugins.typed.n: unknown key", 1, true), line.msg)
+    h.write_file(path, typed(3, "{ n = S.int {}, greeting = S.str { default = 'hi' } }"))
+    h.sh("touch -d '+10 seconds' " .. h.shquote(path))
+    p.signal("HUP")
+    local cfg = p.wait_result("cfg3")
+    assert.same({ n = 5, greeting = "hi" }, cfg)
   end)
 
   it("releases every Lua registry ref at shutdown", function()

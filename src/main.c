@@ -51,6 +51,7 @@ struct app {
     struct room_backoff *backoff; /* the rooms' reconnect backoff, kept in the database */
     struct sql_health sql_health;
     int failed;           /* startup failed: exit 1 */
+    int config_error;     /* ... because of the config (a plugin's settings): exit 2 */
     uv_signal_t sigint, sigterm, sighup;
     int signals_started;
     int stopping;
@@ -233,21 +234,48 @@ static void set_lua_path(lua_State *L)
     lua_pop(L, 2);
 }
 
-/* Finds and compiles the plugin files (lua/core/plugins.lua prepare) while
- * the database connects: most of the plugins' start-up time, and it needs
- * nothing from the database. host_start_plugins reports any failure. */
-static void prepare_plugins(struct app *app)
+/* Finds and compiles the plugin files and checks each one's settings
+ * against its schema (lua/core/plugins.lua check), running no plugin. Each
+ * problem is one line: printed to stderr (-check-config) or logged. Returns
+ * how many config problems there are: the settings', and with `all` also a
+ * plugin that would not start (start reports that one itself); -1 when the
+ * plugin manager itself fails. */
+static int check_plugins(lua_State *L, int config_ref, int all, int to_stderr)
 {
-    lua_State *L = app->L;
+    int top = lua_gettop(L);
+    int problems = 0;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "core.plugins");
-    if (host_pcall(app->host, NULL, "loading the plugin manager", 1, 1) != LUA_OK)
-        return;
-    lua_getfield(L, -1, "prepare");
-    lua_remove(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        goto failed;
+    lua_getfield(L, -1, "check");
     lua_api_push_core(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, app->cfg.lua_ref);
-    host_pcall(app->host, NULL, "preparing the plugins", 2, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, config_ref);
+    if (lua_pcall(L, 2, 2, 0) != LUA_OK)
+        goto failed;
+    lua_Integer n = luaL_len(L, -2);
+    for (lua_Integer i = 1; i <= n + (all && lua_isstring(L, -1)); i++) {
+        if (i <= n)
+            lua_rawgeti(L, -2, i);
+        else
+            lua_pushvalue(L, -1);
+        const char *line = lua_tostring(L, -1);
+        if (to_stderr)
+            fprintf(stderr, "%s\n", line ? line : "?");
+        else
+            log_error("config", "%s", line ? line : "?");
+        lua_pop(L, 1);
+        problems++;
+    }
+    lua_settop(L, top);
+    return problems;
+failed:
+    if (to_stderr)
+        fprintf(stderr, "daz: cannot check the plugins: %s\n", lua_tostring(L, -1));
+    else
+        log_error("plugins", "cannot check the plugins: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+    return -1;
 }
 
 /* Startup (DESIGN §9): bus, plugin host and rooms, then the database; the
@@ -282,6 +310,13 @@ static int app_start(struct app *app)
         return -1;
     }
     set_lua_path(app->L);
+    /* Plugin settings are config: checked before anything connects. The
+     * files compiled here are the ones start runs. */
+    int bad = check_plugins(app->L, app->cfg.lua_ref, 0, 0);
+    if (bad != 0) {
+        app->config_error = bad > 0;
+        return -1;
+    }
     /* Rooms: created and attached to the bus before the plugins, connected
      * once their saved backoff is known, joined once every plugin has started. */
     app->rooms = lua_rooms_create(app->L, app->cfg.lua_ref, app->loop, app->bus);
@@ -312,7 +347,6 @@ static int app_start(struct app *app)
     }
     /* While the server starts our backend. */
     cytube_prepare(app->rooms);
-    prepare_plugins(app);
     return 0;
 }
 
@@ -371,13 +405,25 @@ static void on_sql_ready(int ok, const char *message, void *ctx)
         app_shutdown(app, "startup failed");
         return;
     }
-    room_backoff_db_ready(app->backoff);
+    /* The rooms' backoff goes to the database only once the start has
+     * succeeded: after a failed one, the pool closes under those queries and
+     * their errors would read like a second failure. */
     if (app_start_rest(app) != 0) {
         app->failed = 1;
         app_shutdown(app, "startup failed");
         return;
     }
+    room_backoff_db_ready(app->backoff);
     log_info("main", "ready");
+}
+
+/* A config that joins no channel runs (health, plugins, database) but would
+ * look idle for no reason: said at start, with what to change. */
+static const char *no_channel_note(const struct daz_config *cfg)
+{
+    return cfg->room_count == 0
+               ? "joins no channel: core.rooms is empty (the shipped config.lua joins DAZ_CHANNEL when it is set)"
+               : "joins no channel: every room in core.rooms has enabled = false";
 }
 
 static lua_State *new_lua(void)
@@ -497,8 +543,17 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.check_config) {
+        set_lua_path(app.L);
+        int bad = check_plugins(app.L, app.cfg.lua_ref, 1, 1);
+        if (bad != 0) {
+            config_free(app.L, &app.cfg);
+            lua_close(app.L);
+            return 2;
+        }
         printf("%s: ok (%d room(s), database: %s)\n", opt.config_path, app.cfg.room_count,
                app.cfg.database_configured ? "configured" : "local");
+        if (app.cfg.enabled_room_count == 0)
+            printf("note: %s\n", no_channel_note(&app.cfg));
         config_free(app.L, &app.cfg);
         lua_close(app.L);
         return 0;
@@ -517,12 +572,14 @@ int main(int argc, char **argv)
     }
     log_info("main", "daz %s starting (config %s, %d room(s))", DAZ_VERSION, opt.config_path,
              app.cfg.room_count);
+    if (app.cfg.enabled_room_count == 0)
+        log_warn("main", "%s", no_channel_note(&app.cfg));
     log_debug("config", "effective config: %s", app.cfg.description ? app.cfg.description : "?");
 
     app.loop = uv_default_loop();
     if (start_signals(&app) != 0 || app_start(&app) != 0) {
         app.failed = 1;
-        app_shutdown(&app, "startup failed");
+        app_shutdown(&app, app.config_error ? "config error" : "startup failed");
     }
 
     uv_run(app.loop, UV_RUN_DEFAULT);
@@ -550,5 +607,5 @@ int main(int argc, char **argv)
     bus_free(app.bus);
     log_info("main", "stopped");
     log_clear_secrets();
-    return app.failed ? 1 : 0;
+    return app.config_error ? 2 : app.failed ? 1 : 0;
 }

@@ -8,50 +8,13 @@
 local M = {}
 
 ------------------------------------------------------------------------------
--- Schema: small constructors that describe each value.
+-- The schema language (lua/core/schema.lua, which plugins use too).
 
-local function node(kind, opts)
-  opts = opts or {}
-  opts.kind = kind
-  return opts
-end
-
-local function str(opts) return node("string", opts) end
-local function int(opts) return node("integer", opts) end
-local function num(opts) return node("number", opts) end
-local function bool(opts) return node("boolean", opts) end
-local function enum(values, opts)
-  opts = opts or {}
-  opts.values = values
-  return node("enum", opts)
-end
-local function record(fields, opts)
-  opts = opts or {}
-  opts.fields = fields
-  return node("record", opts)
-end
-local function array(of, opts)
-  opts = opts or {}
-  opts.of = of
-  return node("array", opts)
-end
-local function map(of, opts)
-  opts = opts or {}
-  opts.of = of
-  return node("map", opts)
-end
--- A table whose keys belong to someone else (a plugin validates its own).
-local function free(opts) return node("free", opts) end
-
-local function range(lo, hi)
-  return function(v)
-    if (lo and v < lo) or (hi and v > hi) then
-      if lo and hi then return ("must be between %s and %s, got %s"):format(lo, hi, v) end
-      if lo then return ("must be at least %s, got %s"):format(lo, v) end
-      return ("must be at most %s, got %s"):format(hi, v)
-    end
-  end
-end
+local S = require("core.schema")
+local str, int, num, bool, enum = S.str, S.int, S.num, S.bool, S.enum
+local record, array, map, free = S.record, S.array, S.map, S.free
+local range, nonempty = S.range, S.nonempty
+local validate, join_path, describe = S.validate, S.join_path, S.describe
 
 local function url_check(v)
   if not v:match("^https?://[^/%s]+") then
@@ -64,10 +27,6 @@ local function channel_check(v)
   if not v:match("^[%w_-]+$") or #v > 30 then
     return ("must be 1-30 letters, digits, '_' or '-', got %q"):format(v)
   end
-end
-
-local function nonempty(v)
-  if v == "" then return "must not be empty" end
 end
 
 local room = record({
@@ -242,125 +201,6 @@ M.schema = record({
 })
 
 ------------------------------------------------------------------------------
--- Paths as operators read them: core.rooms[2].channel, plugins["my-plugin"].
-
-local function join_path(path, key)
-  if type(key) == "number" then return ("%s[%d]"):format(path, key) end
-  if key:match("^[%a_][%w_]*$") then
-    return path == "" and key or (path .. "." .. key)
-  end
-  return ("%s[%q]"):format(path, key)
-end
-
-local function describe(v)
-  local t = math.type(v) or type(v)
-  if t == "float" or t == "integer" then return "number" end
-  return t
-end
-
-local article = { integer = "an integer", enum = "a string", record = "a table",
-  array = "a list", map = "a table", free = "a table" }
-
-local function expected(kind)
-  return article[kind] or ("a " .. kind)
-end
-
-------------------------------------------------------------------------------
--- Validation: returns the value with defaults filled in; appends problems.
-
-local validate
-
-local function is_array(t)
-  local n = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
-    n = n + 1
-  end
-  return n == #t
-end
-
-local function check_kind(s, v)
-  local k = s.kind
-  if k == "string" or k == "enum" then return type(v) == "string" end
-  if k == "integer" then return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2^53) end
-  if k == "number" then return type(v) == "number" end
-  if k == "boolean" then return type(v) == "boolean" end
-  return type(v) == "table"
-end
-
-validate = function(s, v, path, problems)
-  if v == nil then
-    if s.required then
-      problems[#problems + 1] = path .. ": is required"
-      return nil
-    end
-    if s.default == nil then return nil end
-    v = s.default
-    if type(v) == "table" then
-      local copy = {}
-      for k, x in pairs(v) do copy[k] = x end
-      v = copy
-    end
-  end
-  if not check_kind(s, v) then
-    problems[#problems + 1] = ("%s: expected %s, got %s"):format(path, expected(s.kind), describe(v))
-    return nil
-  end
-  if s.kind == "integer" then v = math.tointeger(v) end
-  if s.kind == "enum" then
-    local ok = false
-    for _, allowed in ipairs(s.values) do if v == allowed then ok = true end end
-    if not ok then
-      problems[#problems + 1] = ("%s: must be one of %s, got %q"):format(path, table.concat(s.values, ", "), v)
-      return nil
-    end
-  elseif s.kind == "record" then
-    local out = {}
-    for k, x in pairs(v) do
-      if type(k) ~= "string" or not s.fields[k] then
-        problems[#problems + 1] = join_path(path, type(k) == "string" and k or tostring(k)) .. ": unknown key"
-      else
-        out[k] = x
-      end
-    end
-    local keys = {}
-    for k in pairs(s.fields) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
-      out[k] = validate(s.fields[k], out[k], join_path(path, k), problems)
-    end
-    v = out
-  elseif s.kind == "array" then
-    if not is_array(v) then
-      problems[#problems + 1] = path .. ": expected a list (keys 1..n), got a table with other keys"
-      return nil
-    end
-    local out = {}
-    for i = 1, #v do out[i] = validate(s.of, v[i], join_path(path, i), problems) end
-    v = out
-  elseif s.kind == "map" then
-    local out = {}
-    for k, x in pairs(v) do
-      if type(k) ~= "string" then
-        problems[#problems + 1] = ("%s: keys must be strings, got %s"):format(path, describe(k))
-      else
-        out[k] = validate(s.of, x, join_path(path, k), problems)
-      end
-    end
-    v = out
-  elseif s.kind == "free" then
-    if v.enabled ~= nil and type(v.enabled) ~= "boolean" then
-      problems[#problems + 1] = ("%s: expected a boolean, got %s"):format(join_path(path, "enabled"), describe(v.enabled))
-    end
-  end
-  if s.check then
-    local why = s.check(v)
-    if why then problems[#problems + 1] = path .. ": " .. why end
-  end
-  return v
-end
-
-------------------------------------------------------------------------------
 -- Overrides: DAZ_HEALTH__PORT=9000 sets health.port; "__" separates levels,
 -- so keys with single underscores keep them (DAZ_EVENT_BUS__DEFAULT_BUFFER_SIZE).
 -- A numeric level indexes a list (DAZ_CORE__ROOMS__1__PASSWORD).
@@ -429,6 +269,13 @@ local function apply_override(cfg, o, problems)
   if why then
     problems[#problems + 1] = where .. ": " .. why
     return
+  end
+  -- Checked here too, so a bad value is reported under its flag or variable
+  -- (and only there: a value not applied leaves the file's own in place).
+  if s and s.kind ~= "record" and s.kind ~= "array" and s.kind ~= "map" then
+    local before = #problems
+    validate(s, value, where, problems)
+    if #problems > before then return end
   end
   local t = cfg
   for i = 1, #segments - 1 do
@@ -518,6 +365,22 @@ local function evaluate(path)
   return result
 end
 
+-- A room is named by its channel (events say room = "<channel>"), so a
+-- channel can be listed once, whichever server each entry names.
+local function duplicate_rooms(rooms, problems)
+  local first = {}
+  for i, r in ipairs(rooms) do
+    if type(r) == "table" and type(r.channel) == "string" then
+      local j = first[r.channel]
+      if j then
+        problems[#problems + 1] = ("core.rooms[%d]: channel %q is listed twice (also core.rooms[%d])"):format(i, r.channel, j)
+      else
+        first[r.channel] = i
+      end
+    end
+  end
+end
+
 -- load(path, overrides) -> config, secrets | nil, { problem lines }
 -- overrides: list of { path = "health.port", value = "9000", source = "DAZ_HEALTH__PORT" },
 -- applied in order (environment first, then flags).
@@ -527,6 +390,7 @@ function M.load(path, overrides)
   local problems = {}
   for _, o in ipairs(overrides or {}) do apply_override(cfg, o, problems) end
   local valid = validate(M.schema, cfg, "", problems)
+  if valid and valid.core and valid.core.rooms then duplicate_rooms(valid.core.rooms, problems) end
   if #problems > 0 then return nil, problems end
   local secrets = {}
   collect_secrets(M.schema, valid, secrets)

@@ -5,8 +5,15 @@
 -- private functions that own slots, inboxes, tasks and bus handles.
 --
 -- A plugin file returns a table mirroring Go's framework.Plugin:
---   { name, depends, init(self, bus, config), start(self), stop(self),
+--   { name, depends, settings, init(self, bus, config), start(self), stop(self),
 --     status(self), config(self), save(self), restore(self, state) }
+-- `settings` declares plugins.<name> in the core config's schema language
+-- (lua/core/schema.lua): { key = S.int { default = 5 }, ... }. It is checked
+-- (unknown keys, types, checks) before any plugin runs, and by -check-config;
+-- init then gets the settings with defaults filled in. Without `settings`,
+-- plugins.<name> reaches init unchecked.
+
+local S = require("core.schema")
 
 local M = {}
 
@@ -68,6 +75,16 @@ local function compile(path)
   if P.depends ~= nil and not is_list_of_strings(P.depends) then
     return nil, ("%s: depends must be a list of plugin names"):format(path)
   end
+  if P.settings ~= nil then
+    if type(P.settings) ~= "table" then
+      return nil, ("%s: settings must be a table of schema nodes (lua/core/schema.lua)"):format(path)
+    end
+    for k, node in pairs(P.settings) do
+      if type(k) ~= "string" or type(node) ~= "table" or type(node.kind) ~= "string" then
+        return nil, ("%s: settings.%s is not a schema node (S.str {...}, S.int {...}, ...)"):format(path, tostring(k))
+      end
+    end
+  end
   for _, fn in ipairs({ "init", "start", "stop", "status", "config", "save", "restore" }) do
     if P[fn] ~= nil and type(P[fn]) ~= "function" then
       return nil, ("%s: %s must be a function"):format(path, fn)
@@ -77,9 +94,11 @@ local function compile(path)
   return P
 end
 
--- Discover every plugin file; returns { name = { path, mtime, P } } and the order found.
-local function discover(dirs)
-  local found, order = {}, {}
+-- Discover every plugin file; returns { name = { path, mtime, P } }, the
+-- order found, and { name = path } of the files not loaded at all: <name>.lua
+-- when plugins.<name>.enabled is false (so a broken disabled file is harmless).
+local function discover(dirs, settings)
+  local found, order, skipped = {}, {}, {}
   for i, dir in ipairs(dirs) do
     local files, err = core.listdir(dir)
     if not files then
@@ -87,6 +106,12 @@ local function discover(dirs)
     end
     for _, file in ipairs(files) do
       local path = dir .. "/" .. file
+      local base = file:gsub("%.lua$", "")
+      local pc = settings[base]
+      if type(pc) == "table" and pc.enabled == false then
+        skipped[base] = skipped[base] or path
+        goto next_file
+      end
       local mtime = core.mtime(path) -- before compiling: a later change is seen by reload
       local P, cerr = compile(path)
       if not P then return nil, "cannot load plugin " .. cerr end
@@ -95,9 +120,22 @@ local function discover(dirs)
       end
       found[P.name] = { path = path, mtime = mtime, P = P }
       order[#order + 1] = P.name
+      ::next_file::
     end
   end
-  return found, order
+  return found, order, skipped
+end
+
+-- plugins.<name> checked against P.settings: the settings with defaults
+-- filled in, or nil and the problem lines. Without a schema: as given.
+local function check_settings(name, P, given)
+  if not P.settings then return given or {} end
+  local fields = { enabled = S.bool {} } -- every plugin may be switched off
+  for k, node in pairs(P.settings) do fields[k] = node end
+  local problems = {}
+  local out = S.validate(S.record(fields, { default = {} }), given, S.join_path("plugins", name), problems)
+  if #problems > 0 then return nil, problems end
+  return out
 end
 
 -- Dependency order (stable: discovery order where free); errors name plugins.
@@ -116,11 +154,11 @@ local function sort(found, order, disabled)
     state[name] = "visiting"
     chain[#chain + 1] = name
     for _, dep in ipairs(found[name].P.depends or {}) do
-      if not found[dep] then
-        return nil, ("plugin %q depends on %q, which is not installed"):format(name, dep)
-      end
       if disabled[dep] then
         return nil, ("plugin %q depends on %q, which is disabled"):format(name, dep)
+      end
+      if not found[dep] then
+        return nil, ("plugin %q depends on %q, which is not installed"):format(name, dep)
       end
       local ok, err = visit(dep, chain)
       if not ok then return nil, err end
@@ -165,29 +203,56 @@ local function stop_one(rec)
   rec.handle = nil
 end
 
--- prepare(core, config): finds and compiles the plugin files now, for start.
--- Compiling is most of the plugins' start-up time and needs no database, so
--- daz does it while the database connects; start reports what failed.
-local prepared
-function M.prepare(c, config)
+-- check(core, config) -> settings problems, other problem: finds and
+-- compiles the plugin files (running no init or start) and checks each
+-- enabled plugin's settings against its schema. The settings problems (a
+-- list of lines, empty when none) are config errors; the other problem (a
+-- file that does not load, a dependency missing, disabled or in a cycle;
+-- nil when none) is what start would report. start reuses this work.
+local prepared, checked
+function M.check(c, config)
   core = c
-  prepared = table.pack(discover(config.plugin_dirs))
+  prepared = table.pack(discover(config.plugin_dirs, config.plugins))
+  checked = {}
+  local found, order = prepared[1], prepared[2]
+  if not found then return {}, order end
+  local problems, disabled = {}, {}
+  for name in pairs(prepared[3]) do disabled[name] = true end
+  for _, name in ipairs(order) do
+    local given = config.plugins[name]
+    if type(given) == "table" and given.enabled == false then
+      disabled[name] = true
+    else
+      local out, p = check_settings(name, found[name].P, given)
+      if out then
+        checked[name] = out
+      else
+        table.move(p, 1, #p, #problems + 1, problems)
+      end
+    end
+  end
+  local _, err = sort(found, order, disabled)
+  return problems, err
 end
 
 -- start(core, config) -> true | nil, err: load, order, init all, start all.
 function M.start(c, config)
   core = c
-  local found, order
-  if prepared then
-    found, order = prepared[1], prepared[2]
-    prepared = nil
-  else
-    found, order = discover(config.plugin_dirs)
+  if not prepared then
+    local problems = M.check(c, config)
+    if #problems > 0 then return nil, table.concat(problems, "; ") end
   end
+  local found, order, skipped = prepared[1], prepared[2], prepared[3]
+  prepared = nil
   if not found then return nil, order end
   local disabled = {}
+  for name in pairs(skipped) do
+    disabled[name] = true
+    log("info", "plugins", "%s: disabled by config", name)
+  end
   for name, pc in pairs(config.plugins) do
-    if not found[name] then
+    if skipped[name] then -- logged above
+    elseif not found[name] then
       log("warn", "plugins", "plugins.%s: no such plugin on plugin_dirs (setting ignored)", name)
     elseif pc.enabled == false then
       disabled[name] = true
@@ -200,7 +265,8 @@ function M.start(c, config)
   for _, name in ipairs(sorted) do
     local f = found[name]
     local rec = { name = name, path = f.path, mtime = f.mtime, P = f.P,
-                  config = config.plugins[name] or {}, slot = core.plugin_new(name) }
+                  given = config.plugins[name], config = checked[name] or config.plugins[name] or {},
+                  slot = core.plugin_new(name) }
     records[#records + 1] = rec
     by_name[name] = rec
     local ok, ierr = start_one(rec, rec.P)
@@ -245,9 +311,16 @@ local function reload_one(rec)
     log("error", rec.name, "reload failed, the running version stays: %s", err)
     return nil, err
   end
+  local config, problems = check_settings(rec.name, P, rec.given)
+  if not config then
+    err = table.concat(problems, "; ")
+    log("error", rec.name, "reload failed, the running version stays: %s", err)
+    return nil, err
+  end
   -- Deliveries wait in the inbox while the two versions swap.
   core.plugin_hold(rec.slot, true)
-  local old = rec.P
+  local old, old_config = rec.P, rec.config
+  rec.config = config
   local saved
   if old.save then
     local ok, s = call(rec, old, "save")
@@ -262,6 +335,7 @@ local function reload_one(rec)
   if not ok then
     log("error", rec.name, "new version failed (%s); restarting the old one", serr)
     stop_one(rec)
+    rec.config = old_config
     local rok, rerr = start_one(rec, old, saved)
     if rok then rok, rerr = call(rec, old, "start") end
     if not rok then

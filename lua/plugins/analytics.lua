@@ -11,30 +11,22 @@
 -- are sampled per minute into daz_analytics_user_samples.
 local commands = require("commands")
 
+local S = require("core.schema")
+
 local P = { name = "analytics" }
 
-local DEFAULTS = {
-  interval = 60,          -- s between two aggregation runs
-  sample_interval = 60,   -- s between two user-count samples
-  top_days = 7,           -- days `top` looks back
-  top_count = 5,          -- chatters `top` names
-  sample_days = 30,       -- days user-count samples are kept (the aggregates stay)
+P.settings = {
+  interval = S.num { default = 60, check = S.positive },         -- s between two aggregation runs
+  sample_interval = S.num { default = 60, check = S.positive },  -- s between two user-count samples
+  top_days = S.num { default = 7, check = S.positive },          -- days `top` looks back
+  top_count = S.num { default = 5, check = S.positive },         -- chatters `top` names
+  sample_days = S.num { default = 30, check = S.positive },      -- days user-count samples are kept (the aggregates stay)
+  cooldown = S.num { check = S.range(0) },                       -- s per (user, command); absent: EventFilter's default
 }
 
 function P:init(bus, cfg)
   self.bus = bus
-  local c = {}
-  for k, v in pairs(DEFAULTS) do c[k] = v end
-  for k, v in pairs(cfg or {}) do
-    if k ~= "enabled" and k ~= "cooldown" then
-      if DEFAULTS[k] == nil then error(("plugins.analytics.%s: unknown key"):format(k), 0) end
-      if type(v) ~= "number" or v <= 0 then error(("plugins.analytics.%s: expected a positive number"):format(k), 0) end
-      c[k] = v
-    elseif k == "cooldown" then
-      c.cooldown = v
-    end
-  end
-  self.cfg = c
+  self.cfg = cfg
   self.from = {}   -- channel -> epoch seconds the next run starts from
   self.busy = {}   -- channel -> a run is going on
   self.stats = { runs = 0, samples = 0, db_errors = 0 }

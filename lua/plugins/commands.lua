@@ -3,17 +3,17 @@
 local commands = require("commands")
 local duration = require("duration")
 
+local S = require("core.schema")
+
 local P = { name = "commands", depends = { "eventfilter" } }
+
+P.settings = {
+  cooldown = S.num { check = S.range(0) },  -- s per (user, command); absent: EventFilter's default
+}
 
 function P:init(bus, cfg)
   self.bus = bus
-  self.cfg = cfg or {}
-  for k in pairs(self.cfg) do
-    if k ~= "enabled" and k ~= "cooldown" then error(("plugins.commands.%s: unknown key"):format(k), 0) end
-  end
-  if self.cfg.cooldown ~= nil and type(self.cfg.cooldown) ~= "number" then
-    error("plugins.commands.cooldown: expected a number", 0)
-  end
+  self.cfg = cfg
 end
 
 local function version()

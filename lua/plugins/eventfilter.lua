@@ -16,29 +16,37 @@ local args = require("args")
 local ratelimit = require("ratelimit")
 local cjson = require("cjson")
 
+local S = require("core.schema")
+
 local P = { name = "eventfilter" }
 
-local DEFAULTS = {
-  prefix = "!",
-  default_cooldown = 5,       -- s, per (user, command), when a command names none
-  user_limit = 5,             -- commands per user ...
-  user_window = 10,           -- ... per this many seconds
-  room_limit = 20,            -- commands per room ...
-  room_window = 10,           -- ... per this many seconds
-  spam_repeat = 4,            -- the same command line this many times ...
-  spam_flood = 10,            -- ... or more than this many command attempts ...
-  spam_window = 15,           -- ... within this many seconds
-  spam_ignore = 60,           -- s the spammer is ignored for
-  notice_interval = 10,       -- s between two refusal notices to one user
-  admins = {},                -- user names with every right
-  admins_exempt = true,       -- admins skip cooldowns and rate limits
-  ignore_users = {},          -- other bots
-  command_timeout = 10000,    -- ms a command may take
-  max_args = 16,
-  max_arg_len = 200,
-  max_input = 1000,           -- bytes of a chat line looked at
-  history = true,             -- record executions in daz_eventfilter_history ...
-  history_days = 90,          -- ... and keep them this many days (0: forever)
+local function prefix_check(v)
+  if #v < 1 or #v > 8 or v:find("%s") then return "1 to 8 characters, no spaces" end
+end
+
+local names = S.array(S.str {}, { default = {} })
+
+P.settings = {
+  prefix = S.str { default = "!", check = prefix_check },
+  default_cooldown = S.num { default = 5, check = S.range(0) },  -- s, per (user, command), when a command names none
+  user_limit = S.num { default = 5 },            -- commands per user ...
+  user_window = S.num { default = 10, check = S.positive },  -- ... per this many seconds
+  room_limit = S.num { default = 20 },           -- commands per room ...
+  room_window = S.num { default = 10, check = S.positive },  -- ... per this many seconds
+  spam_repeat = S.num { default = 4 },           -- the same command line this many times ...
+  spam_flood = S.num { default = 10 },           -- ... or more than this many command attempts ...
+  spam_window = S.num { default = 15, check = S.positive },  -- ... within this many seconds
+  spam_ignore = S.num { default = 60 },          -- s the spammer is ignored for
+  notice_interval = S.num { default = 10 },      -- s between two refusal notices to one user
+  admins = names,                                -- user names with every right
+  admins_exempt = S.bool { default = true },     -- admins skip cooldowns and rate limits
+  ignore_users = names,                          -- other bots
+  command_timeout = S.num { default = 10000, check = S.positive },  -- ms a command may take
+  max_args = S.num { default = 16 },
+  max_arg_len = S.num { default = 200 },
+  max_input = S.num { default = 1000 },          -- bytes of a chat line looked at
+  history = S.bool { default = true },           -- record executions in daz_eventfilter_history ...
+  history_days = S.num { default = 90, check = S.range(0) },  -- ... and keep them this many days (0: forever)
 }
 
 local NAME_PATTERN = "^[%w_%-]+$"
@@ -56,30 +64,9 @@ local function set_of(list)
   return s
 end
 
-local function check_config(cfg)
-  local c = {}
-  for k, v in pairs(DEFAULTS) do c[k] = v end
-  for k, v in pairs(cfg or {}) do
-    if k ~= "enabled" then
-      if DEFAULTS[k] == nil then error(("plugins.eventfilter.%s: unknown key"):format(k), 0) end
-      if type(v) ~= type(DEFAULTS[k]) then
-        error(("plugins.eventfilter.%s: expected a %s, got %s"):format(k, type(DEFAULTS[k]), type(v)), 0)
-      end
-      c[k] = v
-    end
-  end
-  if #c.prefix < 1 or #c.prefix > 8 or c.prefix:find("%s") then
-    error("plugins.eventfilter.prefix: 1 to 8 characters, no spaces", 0)
-  end
-  for _, k in ipairs({ "user_window", "room_window", "spam_window" }) do
-    if c[k] <= 0 then error(("plugins.eventfilter.%s: must be > 0"):format(k), 0) end
-  end
-  return c
-end
-
 function P:init(bus, cfg)
   self.bus = bus
-  self.cfg = check_config(cfg)
+  self.cfg = cfg
   self.admins = set_of(self.cfg.admins)
   self.ignored = set_of(self.cfg.ignore_users)
   self.commands = self.commands or {}   -- name -> spec

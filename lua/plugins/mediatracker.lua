@@ -14,17 +14,20 @@ local duration = require("duration")
 local cut = require("text").cut
 local cjson = require("cjson")
 
+local S = require("core.schema")
+
 local P = { name = "mediatracker" }
+
+P.settings = {
+  cooldown = S.num { check = S.range(0) },  -- s per (user, command); absent: EventFilter's default
+}
 
 local MAX_TEXT = 300
 local POSITION_SAVE_S = 10   -- how often the position of a play is written
 
 function P:init(bus, cfg)
   self.bus = bus
-  self.cfg = cfg or {}
-  for k in pairs(self.cfg) do
-    if k ~= "enabled" and k ~= "cooldown" then error(("plugins.mediatracker.%s: unknown key"):format(k), 0) end
-  end
+  self.cfg = cfg
   self.rooms = {}
   self.stats = { plays = 0, queue_writes = 0, db_errors = 0 }
 end

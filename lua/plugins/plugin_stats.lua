@@ -1,7 +1,13 @@
 -- plugin_stats: writes every plugin's performance (deliveries handled,
 -- errors, handler time) to daz_plugin_stats once a minute, adding to what
 -- earlier runs wrote, so the history survives restarts (issue 6).
+local S = require("core.schema")
+
 local P = { name = "plugin_stats" }
+
+P.settings = {
+  interval_ms = S.int { default = 60000, check = S.range(1000) },  -- how often the figures are written
+}
 
 local UPSERT = [[
   INSERT INTO daz_plugin_stats (plugin, stat, value, updated_at)
@@ -18,8 +24,7 @@ local UPSERT = [[
 function P:init(bus, config)
   self.bus = bus
   self.cfg = config
-  self.interval_ms = math.tointeger(config.interval_ms or 60000)
-  assert(self.interval_ms and self.interval_ms >= 1000, "plugins.plugin_stats.interval_ms must be an integer >= 1000")
+  self.interval_ms = config.interval_ms
   self.sent = {}   -- what earlier writes of this run covered, per plugin
   self.writes, self.failures = 0, 0
 end

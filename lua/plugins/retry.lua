@@ -13,20 +13,26 @@
 local commands = require("commands")
 local cjson = require("cjson")
 
+local S = require("core.schema")
+
 local P = { name = "retry" } -- commands.register waits for eventfilter by itself
 
-local DEFAULT_POLICY = {
-  max_attempts = 5,     -- tries in all, the original failure included
-  base_ms = 5000,       -- first delay
-  max_ms = 300000,      -- longest delay
-  multiplier = 2,
-  jitter = 0.25,        -- +-25 %
-  timeout_ms = 10000,   -- per attempt; a processing row is taken back after it
+local POLICY = S.record({
+  max_attempts = S.int { default = 5, check = S.range(1) },    -- tries in all, the original failure included
+  base_ms = S.int { default = 5000, check = S.range(0) },      -- first delay
+  max_ms = S.int { default = 300000, check = S.range(0) },     -- longest delay
+  multiplier = S.num { default = 2, check = S.range(0) },
+  jitter = S.num { default = 0.25, check = S.range(0) },       -- +-25 %
+  timeout_ms = S.int { default = 10000, check = S.range(0) },  -- per attempt; a processing row is taken back after it
+})
+
+P.settings = {
+  policies = S.map(POLICY, { default = {} }),                   -- by operation; "default" for the others
+  poll_ms = S.int { default = 1000, check = S.range(10) },      -- how often due retries are looked for
+  batch = S.int { default = 20, check = S.range(1) },           -- due retries taken per poll
+  retention_hours = S.num { default = 24, check = S.range(0) }, -- finished rows are kept this long
+  admin_rank = S.num { default = 3 },                           -- CyTube rank the retry command needs
 }
-local POLICY_KEYS = { max_attempts = "integer", base_ms = "integer", max_ms = "integer", multiplier = "number",
-                      jitter = "number", timeout_ms = "integer" }
-local CONFIG_KEYS = { enabled = true, policies = true, poll_ms = true, batch = true, retention_hours = true,
-                      admin_rank = true }
 
 -- Delay before attempt n+1 after n attempts, with jitter; exported for specs.
 function P.backoff_ms(policy, attempts, rand)
@@ -37,34 +43,14 @@ function P.backoff_ms(policy, attempts, rand)
   return math.max(0, math.floor(d * (1 + j)))
 end
 
-local function check_policy(name, p)
-  if type(p) ~= "table" then error(("plugins.retry.policies.%s: expected a table"):format(name), 0) end
-  local out = {}
-  for k, v in pairs(DEFAULT_POLICY) do out[k] = v end
-  for k, v in pairs(p) do
-    local want = POLICY_KEYS[k]
-    if not want then error(("plugins.retry.policies.%s.%s: unknown key"):format(name, k), 0) end
-    if (want == "integer" and math.type(v) ~= "integer") or type(v) ~= "number" or v < 0 then
-      error(("plugins.retry.policies.%s.%s: expected a non-negative %s"):format(name, k, want), 0)
-    end
-    out[k] = v
-  end
-  if out.max_attempts < 1 then error(("plugins.retry.policies.%s.max_attempts: must be >= 1"):format(name), 0) end
-  return out
-end
-
 function P:init(bus, cfg)
-  self.bus, self.cfg = bus, cfg or {}
-  for k in pairs(self.cfg) do
-    if not CONFIG_KEYS[k] then error(("plugins.retry.%s: unknown key"):format(k), 0) end
-  end
-  self.policies = { default = check_policy("default", (self.cfg.policies or {}).default or {}) }
-  for name, p in pairs(self.cfg.policies or {}) do self.policies[name] = check_policy(name, p) end
-  self.poll_ms = math.tointeger(self.cfg.poll_ms or 1000)
-  self.batch = math.tointeger(self.cfg.batch or 20)
-  self.retention_hours = self.cfg.retention_hours or 24
-  self.admin_rank = self.cfg.admin_rank or 3
-  assert(self.poll_ms and self.poll_ms >= 10, "plugins.retry.poll_ms must be an integer >= 10")
+  self.bus, self.cfg = bus, cfg
+  self.policies = {}
+  for name, p in pairs(cfg.policies) do self.policies[name] = p end
+  -- The settings are checked already: the defaults cannot fail.
+  self.policies.default = self.policies.default or S.check(POLICY, {}, "plugins.retry.policies.default")
+  self.poll_ms, self.batch = cfg.poll_ms, cfg.batch
+  self.retention_hours, self.admin_rank = cfg.retention_hours, cfg.admin_rank
   self.counts = {}
   self.outcomes = { completed = 0, rescheduled = 0, dead_letter = 0, stored = 0, store_errors = 0 }
 end

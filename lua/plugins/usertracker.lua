@@ -12,27 +12,27 @@ local duration = require("duration")
 local html = require("html")
 local cut = require("text").cut
 
+local S = require("core.schema")
+
 local P = { name = "usertracker" }
+
+P.settings = {
+  cooldown = S.num { check = S.range(0) },                        -- s per (user, command) of `seen`
+  flush_ms = S.int { default = 1000, check = S.range(10) },      -- chat counts are written this often
+}
 
 local MAX_MESSAGE = 500  -- bytes of the last message kept
 
 function P:init(bus, cfg)
   self.bus = bus
-  self.cfg = cfg or {}
-  for k in pairs(self.cfg) do
-    if k ~= "enabled" and k ~= "cooldown" and k ~= "flush_ms" then
-      error(("plugins.usertracker.%s: unknown key"):format(k), 0)
-    end
-  end
+  self.cfg = cfg
   self.listing = {}   -- room -> set of lower-case names in the user list being received
   self.lost_at = {}   -- room -> when the bot left the room (for sessions it could not see end)
   self.joined = {}    -- room -> the bot is in the room
   self.me = {}        -- room -> the bot's own name there (known once joined)
   self.pending, self.pending_n = {}, 0   -- chat not yet written, per room and user
   self.stats = { joins = 0, leaves = 0, reconciled = 0, messages = 0, db_errors = 0 }
-  local ms = self.cfg.flush_ms or 1000
-  if math.type(ms) ~= "integer" or ms < 10 then error("plugins.usertracker.flush_ms: an integer >= 10", 0) end
-  self.flush_ms = ms
+  self.flush_ms = self.cfg.flush_ms
 end
 
 function P:save() return { pending = self.pending, pending_n = self.pending_n, me = self.me } end

@@ -164,6 +164,12 @@ int config_load(lua_State *L, const char *path, const struct config_override *ov
     lua_getfield(L, -1, "core");
     lua_getfield(L, -1, "rooms");
     out->room_count = (int)luaL_len(L, -1);
+    for (int i = 1; i <= out->room_count; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "enabled");
+        out->enabled_room_count += lua_toboolean(L, -1);
+        lua_pop(L, 2);
+    }
     lua_pop(L, 1);
     lua_getfield(L, -1, "database");
     if (lua_istable(L, -1)) {

@@ -30,6 +30,7 @@ struct daz_config {
     long host_degraded_after_errors;
     long host_inbox_size;
     int room_count;
+    int enabled_room_count; /* rooms with enabled = true: the channels joined */
     int database_configured; /* core.database names a server; else the local cluster */
     char *description; /* the whole config on one line, for the debug log */
     int lua_ref; /* registry ref to the validated config table in the host state */

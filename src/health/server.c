@@ -187,7 +187,11 @@ static int open_listener(const char *bind_addr, int port, char *err, size_t errl
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 64) != 0) {
-        snprintf(err, errlen, "health server cannot listen on %s:%d: %s", bind_addr, port, strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "health server cannot listen on %s:%d: %s%s", bind_addr, port, strerror(e),
+                 e == EADDRINUSE || e == EACCES
+                     ? " (choose another port with -health-port, DAZ_HEALTH__PORT or health.port; 0 turns it off)"
+                     : "");
         close(fd);
         return -1;
     }

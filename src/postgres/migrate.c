@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "postgres/sha256.h"
@@ -118,6 +119,28 @@ static char *read_all(const char *path)
         return NULL;
     }
     return buf;
+}
+
+int migrate_check_dir(const char *dir, char *err, size_t errsz)
+{
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        snprintf(cwd, sizeof cwd, "?");
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errsz, "migrations_dir %s: cannot open: %s (working directory %s)", dir, strerror(errno), cwd);
+        return -1;
+    }
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL)
+        found = valid_name(e->d_name);
+    closedir(d);
+    if (!found) {
+        snprintf(err, errsz, "migrations_dir %s: no migrations (NNN_name.sql) in it (working directory %s)", dir, cwd);
+        return -1;
+    }
+    return 0;
 }
 
 static int load_files(struct migration_run *r, char *err, size_t errsz)

@@ -21,6 +21,10 @@ typedef void (*migrate_done_fn)(enum migrate_outcome outcome, const char *messag
 /* Reads `dir` (files named <digits>_<name>.sql) and applies them through the
  * pool. Calls done exactly once, perhaps before returning; when the pool is
  * closed meanwhile, done gets MIGRATE_RETRY. */
+/* Checks before anything connects that `dir` holds at least one migration;
+ * returns 0, or -1 with a message naming the folder and the working directory. */
+int migrate_check_dir(const char *dir, char *err, size_t errsz);
+
 void migrate_start(struct pg_pool *pool, const char *dir, migrate_done_fn done, void *ctx);
 
 #endif

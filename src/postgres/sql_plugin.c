@@ -634,6 +634,8 @@ struct sql *sql_new(uv_loop_t *loop, struct bus *bus, lua_State *L, int config_r
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
+    if (migrate_check_dir(s->migrations_dir, err, errsz) != 0)
+        goto fail;
 
     lua_getfield(L, cfg, "spool");
     char *dir = lua_istable(L, -1) ? field_str(L, lua_gettop(L), "dir") : NULL;
