@@ -54,6 +54,65 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --------------------------------------------------- repeated log lines */
+
+/* Handler errors and inbox drops can repeat at event rate: each site (an
+ * error's "file:line:", the inbox) is logged in full the first few times,
+ * then in one summary line per interval. The counters stay exact. */
+#define ERRLOG_BURST 10
+#define ERRLOG_SITES 16
+static const char INBOX_SITE[] = "(inbox full)";
+
+static void emit_summary(const struct ratelog_site *s, uint64_t count, double seconds, void *ctx)
+{
+    struct plugin *p = ctx;
+    char n[32];
+    ratelog_format_count(count, n, sizeof n);
+    if (strcmp(s->key, INBOX_SITE) == 0)
+        log_warn(p->name, "%s more deliveries dropped in the last %.3g s: %s", n, seconds, s->msg);
+    else
+        log_error(p->name, "%s more errors like this in the last %.3g s: %s", n, seconds, s->msg);
+}
+
+static void on_errlog_timer(uv_timer_t *timer);
+
+static void arm_errlog(struct host *h)
+{
+    if (h->closing || h->errlog_armed)
+        return;
+    double now = now_seconds(), due = -1;
+    for (struct plugin *p = h->plugins; p; p = p->next) {
+        double d = ratelog_next_due(&p->errlog, now);
+        if (d >= 0 && (due < 0 || d < due))
+            due = d;
+    }
+    if (due < 0)
+        return;
+    h->errlog_armed = 1;
+    uv_timer_start(&h->errlog_timer, on_errlog_timer, (uint64_t)(due * 1000.0) + 1, 0);
+}
+
+static void on_errlog_timer(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    h->errlog_armed = 0;
+    double now = now_seconds();
+    for (struct plugin *p = h->plugins; p; p = p->next)
+        ratelog_flush(&p->errlog, now, 0, emit_summary, p);
+    arm_errlog(h);
+}
+
+/* Logs "<prefix><err>" for plugin p, in full or into a summary. */
+static void log_plugin_error(struct plugin *p, const char *prefix, const char *err)
+{
+    char site[RATELOG_KEY_MAX];
+    ratelog_error_site(err, site, sizeof site);
+    if (ratelog_hit(&p->errlog, site, err, now_seconds(), emit_summary, p))
+        log_error(p->name, "%s%s", prefix, err);
+    else
+        arm_errlog(p->h);
+}
+
 /* ------------------------------------------------------------------ refs */
 
 int host_ref(struct host *h, lua_State *L)
@@ -236,7 +295,7 @@ static void task_resume(struct task *t, int nargs)
         char msg[160];
         snprintf(msg, sizeof msg, "handler aborted: instruction budget of %ld exceeded",
                  h->opt.instruction_budget);
-        log_error(p->name, "%s", msg);
+        log_plugin_error(p, "", msg);
         host_plugin_record_error(p, msg);
         task_discard(t);
     } else if (st == LUA_YIELD && nres >= 1 && lua_touserdata(co, -nres) == &WAIT_MARK) {
@@ -258,7 +317,7 @@ static void task_resume(struct task *t, int nargs)
         }
     } else if (st == LUA_YIELD) {
         const char *err = "handler yielded outside a daz wait (coroutine.yield?)";
-        log_error(p->name, "handler failed: %s", err);
+        log_plugin_error(p, "handler failed: ", err);
         host_plugin_record_error(p, err);
         task_discard(t);
     } else {
@@ -267,7 +326,7 @@ static void task_resume(struct task *t, int nargs)
         const char *msg = lua_tostring(co, -1);
         luaL_traceback(h->L, co, msg ? msg : "(error object is not a string)", 0);
         const char *err = lua_tostring(h->L, -1);
-        log_error(p->name, "handler failed: %s", err);
+        log_plugin_error(p, "handler failed: ", err);
         host_plugin_record_error(p, err);
         lua_pop(h->L, 1);
         task_discard(t);
@@ -493,9 +552,13 @@ static void deliver(struct plugin *p, struct lua_sub *sub, int fn_ref, struct ev
     }
     if (inbox_push(p, sub, fn_ref, ev) != 0) {
         p->dropped++;
-        if (p->dropped == 1 || p->dropped % 1000 == 0)
+        char msg[96];
+        snprintf(msg, sizeof msg, "inbox full (%zu): deliveries dropped", p->in_cap);
+        if (ratelog_hit(&p->errlog, INBOX_SITE, msg, now_seconds(), emit_summary, p))
             log_warn(p->name, "inbox full (%zu): %llu deliveries dropped so far", p->in_cap,
                      (unsigned long long)p->dropped);
+        else
+            arm_errlog(p->h);
     }
 }
 
@@ -608,6 +671,7 @@ struct plugin *host_plugin_new(struct host *h, const char *name)
     }
     p->h = h;
     p->resources.next = p->resources.prev = &p->resources;
+    ratelog_init(&p->errlog, ERRLOG_BURST, 0, ERRLOG_SITES);
     *h->plugins_tail = p;
     h->plugins_tail = &p->next;
     return p;
@@ -760,6 +824,8 @@ struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const stru
     }
     uv_idle_init(loop, &h->reload_idle); /* cannot fail */
     uv_idle_init(loop, &h->pump_idle);
+    uv_timer_init(loop, &h->errlog_timer);
+    h->errlog_timer.data = h;
     h->reload_idle.data = h->pump_idle.data = h;
     return h;
 }
@@ -778,6 +844,11 @@ void host_close(struct host *h)
     h->worker_factory_ref = h->manager_ref = LUA_NOREF;
     uv_close((uv_handle_t *)&h->reload_idle, on_host_handle_closed);
     uv_close((uv_handle_t *)&h->pump_idle, on_host_handle_closed);
+    /* What is still counted is said now, not lost. */
+    double now = now_seconds();
+    for (struct plugin *p = h->plugins; p; p = p->next)
+        ratelog_flush(&p->errlog, now, 1, emit_summary, p);
+    uv_close((uv_handle_t *)&h->errlog_timer, on_host_handle_closed);
 }
 
 void host_free(struct host *h)
@@ -789,6 +860,7 @@ void host_free(struct host *h)
         struct plugin *next = p->next;
         free(p->inbox);
         free(p->last_error);
+        ratelog_free(&p->errlog);
         free(p->name);
         free(p);
         p = next;

@@ -4,6 +4,7 @@
 #ifndef DAZ_HOST_PRIVATE_H
 #define DAZ_HOST_PRIVATE_H
 
+#include "core/ratelog.h"
 #include "host/host.h"
 
 struct task {
@@ -67,6 +68,7 @@ struct plugin {
     int pumping;
     int pump_wanted;   /* its inbox was left for the next loop turn */
     unsigned long long hist[HOST_HIST_BUCKETS + 1];
+    struct ratelog errlog;  /* handler errors and inbox drops, per site */
     struct plugin *next;
 };
 
@@ -87,6 +89,8 @@ struct host {
     uv_idle_t pump_idle;       /* continues inboxes left over from a turn */
     char *reload_name;         /* "" = every changed plugin */
     int reload_pending;
+    uv_timer_t errlog_timer;   /* the plugins' summary lines when due */
+    int errlog_armed;
     int closing;
     struct host_api_hooks api; /* what the API layer (api.c) registered */
 };
