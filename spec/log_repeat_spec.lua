@@ -1,7 +1,8 @@
 -- Log lines that can repeat at event rate are rate-limited per plugin and
 -- site: a handler that raises on every event logs its first errors in full
 -- (with the traceback), then one summary line per interval with the exact
--- count of the rest; a full inbox likewise. /metrics stays exact.
+-- count of the rest; a full inbox, a full bus queue and rows the writer
+-- rejects likewise. /metrics and the writer's counters stay exact.
 local h = require("helpers")
 local daz = require("daz")
 
@@ -19,9 +20,10 @@ local function start(name, source, extra)
   return p, ("http://127.0.0.1:%d/metrics"):format(port)
 end
 
-local function metric(url, name, plugin)
+-- The value of sample name{<label>="<value>"} in /metrics (label: plugin).
+local function metric(url, name, value, label)
   local _, body = h.http("GET", url)
-  local v = body and body:match(name .. '{plugin="' .. plugin .. '"} (%d+)')
+  local v = body and body:match(name .. "{" .. (label or "plugin") .. '="' .. value:gsub("%p", "%%%0") .. '"} (%d+)')
   return v and tonumber(v)
 end
 
@@ -105,6 +107,47 @@ describe("repeated log lines", function()
       return BURST + summed(p, "^[%d,]+ more deliveries dropped in the last") == dropped
     end, 10, "full lines and summaries adding up to " .. dropped)
     assert.equals(BURST, #p.logs("^inbox full %(10%): %d+ deliveries dropped so far"))
+    assert.equals(0, p.stop_clean())
+  end)
+
+  it("log a full bus queue's drops in full a few times, then in summaries", function()
+    local url
+    p, url = start("spammer", [[
+      local P = { name = "spammer" }
+      function P:init(bus) self.bus = bus end
+      function P:start()
+        self.bus:subscribe("spam", function() end)
+        self.bus:after(10, function() for i = 1, 3000 do self.bus:publish("spam", { i = i }) end end)
+      end
+      return P ]], "event_bus = { buffer_sizes = { spam = 10 } }")
+    h.wait_until(function() return metric(url, "daz_events_dropped_total", "spam", "type") == 2990 end, 20,
+      "2990 drops in /metrics")
+    h.wait_until(function()
+      return BURST + summed(p, "^[%d,]+ more events dropped in the last .*queue of spam full") == 2990
+    end, 10, "full lines and summaries adding up to 2990")
+    assert.equals(BURST, #p.logs("^queue of spam full %(10%): dropped an event"))
+    assert.equals(0, p.stop_clean())
+  end)
+
+  it("log rows the writer rejects in full a few times, then in summaries; its counters are exact", function()
+    p = start("badrows", daz.RESULT_PRELUDE .. [[
+      local P = { name = "badrows" }
+      function P:init(bus) self.bus = bus end
+      function P:start()
+        self.bus:after(10, function()
+          for i = 1, 500 do self.bus:publish("log.request", { table = "daz_no_such_table", row = { i = i } }) end
+          repeat daz.sleep(20) until db.stats().writer.rejected_unknown_table >= 500
+          result("writer", db.stats().writer)
+        end)
+      end
+      return P ]], 'event_bus = { buffer_sizes = { ["log.request"] = 1000 } }')
+    local w = p.wait_result("writer", 30)
+    assert.equals(500, w.rejected_unknown_table)
+    assert.equals(500, w.rows_rejected)
+    h.wait_until(function()
+      return BURST + summed(p, "^[%d,]+ more like this in the last .*unknown table daz_no_such_table") == 500
+    end, 10, "full lines and summaries adding up to 500")
+    assert.equals(BURST, #p.logs("^row rejected: unknown table daz_no_such_table"))
     assert.equals(0, p.stop_clean())
   end)
 end)

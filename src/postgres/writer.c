@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/event_json.h"
 #include "core/log.h"
+#include "core/ratelog.h"
 #include "postgres/batch.h"
 #include "postgres/catalog.h"
 #include "postgres/copy_batch.h"
@@ -50,15 +50,59 @@ struct pg_writer {
     void *ready_ctx;
     struct pg_writer_stats st;
     char *last_error;
-    time_t log_second;
-    int logs_this_second;
+    struct ratelog complaints; /* per site (format): the first few in full, then summaries */
+    uv_timer_t summary_timer;
+    int summary_armed;
 };
 
 static void pump(struct pg_writer *w);
 static void flush_all(struct pg_writer *w);
 static void check_drained(struct pg_writer *w);
 
-/* Log a problem at warn, at most 20 lines a second; the rest at debug. */
+static double clock_s(struct pg_writer *w) { return (double)uv_now(w->loop) / 1000.0; }
+
+static void emit_summary(const struct ratelog_site *site, uint64_t count, double seconds, void *ctx)
+{
+    char n[32];
+    ratelog_format_count(count, n, sizeof n);
+    log_warn("pg.writer", "%s more like this in the last %.3g s: %s", n, seconds, site->msg);
+}
+
+static void on_summary_timer(uv_timer_t *t);
+
+static void arm_summary(struct pg_writer *w)
+{
+    if (w->summary_armed || w->closed || !w->timers)
+        return;
+    double due = ratelog_next_due(&w->complaints, clock_s(w));
+    if (due < 0)
+        return;
+    w->summary_armed = 1;
+    uv_timer_start(&w->summary_timer, on_summary_timer, (uint64_t)(due * 1000.0) + 1, 0);
+}
+
+static void on_summary_timer(uv_timer_t *t)
+{
+    struct pg_writer *w = t->data;
+    w->summary_armed = 0;
+    ratelog_flush(&w->complaints, clock_s(w), 0, emit_summary, NULL);
+    arm_summary(w);
+}
+
+/* Logs a problem at warn: per site (the format it was made with) the first
+ * few in full, then one summary per interval; the rest at debug. */
+static void complain_at(struct pg_writer *w, const char *site, const char *msg)
+{
+    free(w->last_error);
+    w->last_error = strdup(msg);
+    if (ratelog_hit(&w->complaints, site, msg, clock_s(w), emit_summary, NULL)) {
+        log_warn("pg.writer", "%s", msg);
+    } else {
+        log_debug("pg.writer", "%s", msg);
+        arm_summary(w);
+    }
+}
+
 static void complain(struct pg_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void complain(struct pg_writer *w, const char *fmt, ...)
 {
@@ -67,17 +111,7 @@ static void complain(struct pg_writer *w, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    free(w->last_error);
-    w->last_error = strdup(msg);
-    time_t now = time(NULL);
-    if (now != w->log_second) {
-        w->log_second = now;
-        w->logs_this_second = 0;
-    }
-    if (w->logs_this_second++ < 20)
-        log_warn("pg.writer", "%s", msg);
-    else
-        log_debug("pg.writer", "%s", msg);
+    complain_at(w, fmt, msg);
 }
 
 static void on_flush_timer(uv_timer_t *t);
@@ -101,7 +135,7 @@ static int reject(struct pg_writer *w, uint64_t *counter, const char *fmt, ...)
     w->st.rows_rejected++;
     if (counter)
         (*counter)++;
-    complain(w, "%s", msg);
+    complain_at(w, fmt, msg);
     return -1;
 }
 
@@ -467,7 +501,8 @@ void pg_writer_start(struct pg_writer *w, pg_writer_ready_fn done, void *ctx)
         uv_timer_init(w->loop, &w->flush_timer);
         uv_timer_init(w->loop, &w->retry_timer);
         uv_timer_init(w->loop, &w->drain_timer);
-        w->flush_timer.data = w->retry_timer.data = w->drain_timer.data = w;
+        uv_timer_init(w->loop, &w->summary_timer);
+        w->flush_timer.data = w->retry_timer.data = w->drain_timer.data = w->summary_timer.data = w;
     }
     w->ready = done;
     w->ready_ctx = ctx;
@@ -498,6 +533,7 @@ struct pg_writer *pg_writer_new(uv_loop_t *loop, struct bus *bus, struct pg_pool
         w->opt.batch_size = 1000;
     if (w->opt.max_buffered_rows <= 0)
         w->opt.max_buffered_rows = 100000;
+    ratelog_init(&w->complaints, 10, 0, 32);
     return w;
 }
 
@@ -586,7 +622,10 @@ void pg_writer_close(struct pg_writer *w)
         uv_close((uv_handle_t *)&w->flush_timer, on_timer_closed);
         uv_close((uv_handle_t *)&w->retry_timer, on_timer_closed);
         uv_close((uv_handle_t *)&w->drain_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&w->summary_timer, on_timer_closed);
     }
+    /* What is still counted is said now, not lost. */
+    ratelog_flush(&w->complaints, clock_s(w), 1, emit_summary, NULL);
 }
 
 void pg_writer_free(struct pg_writer *w)
@@ -607,6 +646,7 @@ void pg_writer_free(struct pg_writer *w)
     }
     pg_catalog_free(&w->catalog);
     free(w->last_error);
+    ratelog_free(&w->complaints);
     free(w);
 }
 
