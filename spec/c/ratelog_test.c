@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/ratelog.h"
 #include "tap.h"
 
@@ -88,5 +89,16 @@ int main(void)
     is_str(n, "999", "small");
     ratelog_format_count(0, n, sizeof n);
     is_str(n, "0", "zero");
+
+    /* log_limited: the same through the logger (lines go to stderr). */
+    ratelog_init(&rl, 2, 1.0, 4);
+    int logged = 0;
+    for (int i = 0; i < 50; i++)
+        logged += log_limited(&rl, LOG_WARN, "test", NULL, 0.01 * i, "send failed: %d", i);
+    ok(logged == 2, "log_limited: the first 2 in full (%d)", logged);
+    ok(log_limited_flush(&rl, LOG_WARN, "test", 0.6, 0) == 1, "a summary pending before the interval");
+    ok(log_limited_flush(&rl, LOG_WARN, "test", 0.6, 1) == 0, "forced: written");
+    ok(log_limited(&rl, LOG_WARN, "test", "other", 0.7, "x") == 1, "a site of its own");
+    ratelog_free(&rl);
     return tap_done();
 }
