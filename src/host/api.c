@@ -103,7 +103,7 @@ static void push_event_data(lua_State *L, struct event *ev)
     ev->lua_data_ref = host_ref(the_host, L);
 }
 
-void host_push_event(struct host *h, lua_State *L, struct event *ev)
+static void push_event(struct host *h, lua_State *L, struct event *ev)
 {
     if (ev->lua_event_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ev->lua_event_ref);
@@ -729,6 +729,8 @@ int lua_api_open(lua_State *L, struct host *h)
 {
     the_host = h;
     start_time = monotonic();
+    static const struct host_api_hooks api_hooks = {push_event, lua_api_push_core};
+    host_set_api_hooks(h, &api_hooks);
 
     static const luaL_Reg bus_methods[] = {
         {"publish", bus_publish_l}, {"subscribe", bus_subscribe_l}, {"request", bus_request_l},

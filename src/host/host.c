@@ -1,4 +1,4 @@
-/* lua_host: see lua_host.h.
+/* lua_host: see host.h (and host_private.h for its data).
  *
  * Tasks. Each plugin has one worker coroutine that runs its deliveries in
  * order; concurrent subscriptions get pooled coroutines of their own. A task
@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "host/api.h"
+#include "host/host_private.h"
 #include "host/watchdog.h"
 
 static char WAIT_MARK, DONE_MARK;
@@ -38,90 +38,6 @@ static const char WORKER_SOURCE[] =
     "  end\n"
     "end\n";
 
-struct task {
-    struct plugin *p;
-    lua_State *co;
-    int co_ref;
-    int is_worker;
-    int busy;      /* running or waiting */
-    int aborted;   /* the budget hook fired */
-    struct host_wait *wait;
-    struct task *next; /* in p->tasks */
-};
-
-struct host_wait {
-    struct task *t;
-    host_cancel_fn cancel;
-    void *ctx;
-    int nres;          /* values pushed on t->co by the completion */
-    int queued;        /* in the host's ready list: run_ready frees it */
-    struct host_wait *next_ready;
-};
-
-struct lua_sub {
-    struct plugin *p;
-    struct bus_sub *bsub;
-    int fn_ref;
-    int concurrent;
-    int dead;
-    int pending;       /* inbox items that point here */
-    char *pattern;
-    char **tags;
-    int tag_count;
-    struct lua_sub **handle; /* the Lua handle's pointer to us, nulled when we die */
-    struct lua_sub *next;
-};
-
-struct inbox_item {
-    struct lua_sub *sub; /* NULL: a call whose fn_ref the item owns */
-    int fn_ref;
-    struct event *ev;
-};
-
-struct plugin {
-    struct host *h;
-    char *name;
-    enum plugin_state state;
-    int hold;
-    struct task *worker;
-    struct task *tasks;    /* every live task, the worker included */
-    struct task *pool;     /* idle concurrent tasks, linked by next */
-    struct inbox_item *inbox;
-    size_t in_head, in_count, in_cap;
-    struct lua_sub *subs;
-    struct plugin_resource resources; /* sentinel of a circular list */
-    uint64_t handled, errors, dropped;
-    double handler_seconds;
-    char *last_error;
-    double error_window_start;
-    int errors_in_window;
-    int degraded;
-    int pumping;
-    int pump_wanted;   /* its inbox was left for the next loop turn */
-    unsigned long long hist[HOST_HIST_BUCKETS + 1];
-    struct plugin *next;
-};
-
-struct host {
-    uv_loop_t *loop;
-    struct bus *bus;
-    lua_State *L;
-    struct host_options opt;
-    int worker_factory_ref;
-    long refs;
-    int depth;                 /* > 0 while a task runs */
-    struct task *current;
-    struct host_wait *ready, **ready_tail;
-    struct plugin *plugins;
-    struct plugin **plugins_tail;
-    int manager_ref;           /* lua/core/plugins.lua */
-    uv_idle_t reload_idle;
-    uv_idle_t pump_idle;       /* continues inboxes left over from a turn */
-    char *reload_name;         /* "" = every changed plugin */
-    int reload_pending;
-    int closing;
-};
-
 static void observe(struct plugin *p, double seconds)
 {
     int i = 0;
@@ -136,6 +52,65 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --------------------------------------------------- repeated log lines */
+
+/* Handler errors and inbox drops can repeat at event rate: each site (an
+ * error's "file:line:", the inbox) is logged in full the first few times,
+ * then in one summary line per interval. The counters stay exact. */
+#define ERRLOG_BURST 10
+#define ERRLOG_SITES 16
+static const char INBOX_SITE[] = "(inbox full)";
+
+static void emit_summary(const struct ratelog_site *s, uint64_t count, double seconds, void *ctx)
+{
+    struct plugin *p = ctx;
+    char n[32];
+    ratelog_format_count(count, n, sizeof n);
+    if (strcmp(s->key, INBOX_SITE) == 0)
+        log_warn(p->name, "%s more deliveries dropped in the last %.3g s: %s", n, seconds, s->msg);
+    else
+        log_error(p->name, "%s more errors like this in the last %.3g s: %s", n, seconds, s->msg);
+}
+
+static void on_errlog_timer(uv_timer_t *timer);
+
+static void arm_errlog(struct host *h)
+{
+    if (h->closing || h->errlog_armed)
+        return;
+    double now = now_seconds(), due = -1;
+    for (struct plugin *p = h->plugins; p; p = p->next) {
+        double d = ratelog_next_due(&p->errlog, now);
+        if (d >= 0 && (due < 0 || d < due))
+            due = d;
+    }
+    if (due < 0)
+        return;
+    h->errlog_armed = 1;
+    uv_timer_start(&h->errlog_timer, on_errlog_timer, (uint64_t)(due * 1000.0) + 1, 0);
+}
+
+static void on_errlog_timer(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    h->errlog_armed = 0;
+    double now = now_seconds();
+    for (struct plugin *p = h->plugins; p; p = p->next)
+        ratelog_flush(&p->errlog, now, 0, emit_summary, p);
+    arm_errlog(h);
+}
+
+/* Logs "<prefix><err>" for plugin p, in full or into a summary. */
+static void log_plugin_error(struct plugin *p, const char *prefix, const char *err)
+{
+    char site[RATELOG_KEY_MAX];
+    ratelog_error_site(err, site, sizeof site);
+    if (ratelog_hit(&p->errlog, site, err, now_seconds(), emit_summary, p))
+        log_error(p->name, "%s%s", prefix, err);
+    else
+        arm_errlog(p->h);
 }
 
 /* ------------------------------------------------------------------ refs */
@@ -201,7 +176,7 @@ void host_plugin_record_error(struct plugin *p, const char *msg)
     }
 }
 
-static int traceback_handler(lua_State *L)
+int host_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (!msg)
@@ -214,7 +189,7 @@ int host_pcall(struct host *h, struct plugin *p, const char *what, int nargs, in
 {
     lua_State *L = h->L;
     int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback_handler);
+    lua_pushcfunction(L, host_traceback);
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nresults, base);
     if (rc != LUA_OK) {
@@ -320,7 +295,7 @@ static void task_resume(struct task *t, int nargs)
         char msg[160];
         snprintf(msg, sizeof msg, "handler aborted: instruction budget of %ld exceeded",
                  h->opt.instruction_budget);
-        log_error(p->name, "%s", msg);
+        log_plugin_error(p, "", msg);
         host_plugin_record_error(p, msg);
         task_discard(t);
     } else if (st == LUA_YIELD && nres >= 1 && lua_touserdata(co, -nres) == &WAIT_MARK) {
@@ -342,7 +317,7 @@ static void task_resume(struct task *t, int nargs)
         }
     } else if (st == LUA_YIELD) {
         const char *err = "handler yielded outside a daz wait (coroutine.yield?)";
-        log_error(p->name, "handler failed: %s", err);
+        log_plugin_error(p, "handler failed: ", err);
         host_plugin_record_error(p, err);
         task_discard(t);
     } else {
@@ -351,7 +326,7 @@ static void task_resume(struct task *t, int nargs)
         const char *msg = lua_tostring(co, -1);
         luaL_traceback(h->L, co, msg ? msg : "(error object is not a string)", 0);
         const char *err = lua_tostring(h->L, -1);
-        log_error(p->name, "handler failed: %s", err);
+        log_plugin_error(p, "handler failed: ", err);
         host_plugin_record_error(p, err);
         lua_pop(h->L, 1);
         task_discard(t);
@@ -372,7 +347,7 @@ static void task_run(struct task *t, int fn_ref, struct event *ev)
     }
     lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
     if (ev)
-        host_push_event(h, co, ev);
+        h->api.push_event ? h->api.push_event(h, co, ev) : lua_pushnil(co);
     else
         lua_pushnil(co);
     task_resume(t, 2);
@@ -577,9 +552,13 @@ static void deliver(struct plugin *p, struct lua_sub *sub, int fn_ref, struct ev
     }
     if (inbox_push(p, sub, fn_ref, ev) != 0) {
         p->dropped++;
-        if (p->dropped == 1 || p->dropped % 1000 == 0)
+        char msg[96];
+        snprintf(msg, sizeof msg, "inbox full (%zu): deliveries dropped", p->in_cap);
+        if (ratelog_hit(&p->errlog, INBOX_SITE, msg, now_seconds(), emit_summary, p))
             log_warn(p->name, "inbox full (%zu): %llu deliveries dropped so far", p->in_cap,
                      (unsigned long long)p->dropped);
+        else
+            arm_errlog(p->h);
     }
 }
 
@@ -692,6 +671,7 @@ struct plugin *host_plugin_new(struct host *h, const char *name)
     }
     p->h = h;
     p->resources.next = p->resources.prev = &p->resources;
+    ratelog_init(&p->errlog, ERRLOG_BURST, 0, ERRLOG_SITES);
     *h->plugins_tail = p;
     h->plugins_tail = &p->next;
     return p;
@@ -728,10 +708,7 @@ void host_plugin_hold(struct plugin *p, int hold)
         plugin_pump(p);
 }
 
-/* Everything the plugin registered, cancelled. Queued deliveries stay in
- * the inbox (a reload hands them to the new code); host_plugin_drop_inbox
- * throws them away. */
-static void cancel_registrations(struct plugin *p)
+void host_plugin_cancel_registrations(struct plugin *p)
 {
     while (p->subs)
         host_unsubscribe(p->subs);
@@ -751,7 +728,7 @@ static void cancel_registrations(struct plugin *p)
     }
 }
 
-static void drop_inbox(struct plugin *p)
+void host_plugin_drop_inbox(struct plugin *p)
 {
     while (p->in_count > 0) {
         struct inbox_item it = p->inbox[p->in_head];
@@ -763,13 +740,11 @@ static void drop_inbox(struct plugin *p)
 
 void host_plugin_cancel_all(struct plugin *p)
 {
-    cancel_registrations(p);
-    drop_inbox(p);
+    host_plugin_cancel_registrations(p);
+    host_plugin_drop_inbox(p);
 }
 
-/* After a reload: deliveries the old code's subscriptions queued go to the
- * new code's subscriptions that match them, in their original order. */
-static void reroute_inbox(struct plugin *p)
+void host_plugin_reroute_inbox(struct plugin *p)
 {
     size_t n = p->in_count;
     for (size_t i = 0; i < n; i++) {
@@ -797,133 +772,9 @@ static void reroute_inbox(struct plugin *p)
     }
 }
 
-/* ------------------------------------------------------------ Lua glue */
-
-static int l_plugin_cancel_registrations(lua_State *L)
+void host_set_api_hooks(struct host *h, const struct host_api_hooks *hooks)
 {
-    cancel_registrations(lua_touserdata(L, 1));
-    return 0;
-}
-
-static int l_plugin_reroute(lua_State *L)
-{
-    reroute_inbox(lua_touserdata(L, 1));
-    return 0;
-}
-
-static int l_plugin_drop_inbox(lua_State *L)
-{
-    drop_inbox(lua_touserdata(L, 1));
-    return 0;
-}
-
-static int l_plugin_hold(lua_State *L)
-{
-    host_plugin_hold(lua_touserdata(L, 1), lua_toboolean(L, 2));
-    return 0;
-}
-
-static int l_plugin_set_state(lua_State *L)
-{
-    static const char *const names[] = {"loaded", "initialized", "started", "stopped", "failed", NULL};
-    host_plugin_set_state(lua_touserdata(L, 1), (enum plugin_state)luaL_checkoption(L, 2, NULL, names));
-    return 0;
-}
-
-static int l_plugin_new(lua_State *L)
-{
-    struct host *h = host_from_lua(L);
-    const char *name = luaL_checkstring(L, 1);
-    for (struct plugin *p = h->plugins; p; p = p->next) {
-        if (strcmp(p->name, name) == 0) {
-            lua_pushlightuserdata(L, p);
-            return 1;
-        }
-    }
-    struct plugin *p = host_plugin_new(h, name);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    lua_pushlightuserdata(L, p);
-    return 1;
-}
-
-static int l_plugin_record_error(lua_State *L)
-{
-    host_plugin_record_error(lua_touserdata(L, 1), luaL_checkstring(L, 2));
-    return 0;
-}
-
-/* Calls fn(...) as plugin p outside any task (init/start/stop): errors are
- * returned, not raised, and waiting is refused there. */
-static int l_plugin_call(lua_State *L)
-{
-    /* Arguments: the plugin (1; the manager passes it, nothing here needs
-     * it), fn (2), fn's arguments. */
-    int nargs = lua_gettop(L) - 2;
-    lua_pushcfunction(L, traceback_handler);
-    lua_insert(L, 2);
-    lua_State *outer = watchdog_enter(L);
-    int rc = lua_pcall(L, nargs, 1, 2);
-    watchdog_leave(outer);
-    lua_sethook(L, NULL, 0, 0);
-    if (rc != LUA_OK) {
-        lua_pushboolean(L, 0);
-        lua_insert(L, -2);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    lua_insert(L, -2);
-    return 2;
-}
-
-static int l_plugin_stats(lua_State *L)
-{
-    static const char *const states[] = {"loaded", "initialized", "started", "stopped", "failed"};
-    struct plugin *p = lua_touserdata(L, 1);
-    lua_createtable(L, 0, 8);
-    lua_pushstring(L, states[p->state]);
-    lua_setfield(L, -2, "state");
-    lua_pushinteger(L, (lua_Integer)p->handled);
-    lua_setfield(L, -2, "handled");
-    lua_pushinteger(L, (lua_Integer)p->errors);
-    lua_setfield(L, -2, "errors");
-    lua_pushinteger(L, (lua_Integer)p->dropped);
-    lua_setfield(L, -2, "dropped");
-    lua_pushboolean(L, p->degraded);
-    lua_setfield(L, -2, "degraded");
-    lua_pushinteger(L, (lua_Integer)p->in_count);
-    lua_setfield(L, -2, "inbox");
-    lua_pushnumber(L, p->handler_seconds);
-    lua_setfield(L, -2, "handler_seconds");
-    if (p->last_error) {
-        lua_pushstring(L, p->last_error);
-        lua_setfield(L, -2, "last_error");
-    }
-    return 1;
-}
-
-static int l_refs(lua_State *L)
-{
-    lua_pushinteger(L, host_refs_outstanding(host_from_lua(L)));
-    return 1;
-}
-
-void host_push_core_functions(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"plugin_new", l_plugin_new},
-        {"plugin_call", l_plugin_call},
-        {"plugin_set_state", l_plugin_set_state},
-        {"plugin_hold", l_plugin_hold},
-        {"plugin_cancel_registrations", l_plugin_cancel_registrations},
-        {"plugin_reroute", l_plugin_reroute},
-        {"plugin_drop_inbox", l_plugin_drop_inbox},
-        {"plugin_record_error", l_plugin_record_error},
-        {"plugin_stats", l_plugin_stats},
-        {"refs", l_refs},
-        {NULL, NULL},
-    };
-    luaL_setfuncs(L, fns, 0);
+    h->api = *hooks;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -973,81 +824,10 @@ struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const stru
     }
     uv_idle_init(loop, &h->reload_idle); /* cannot fail */
     uv_idle_init(loop, &h->pump_idle);
+    uv_timer_init(loop, &h->errlog_timer);
+    h->errlog_timer.data = h;
     h->reload_idle.data = h->pump_idle.data = h;
     return h;
-}
-
-/* Calls manager.<fn>(args already pushed) protected; leaves nresults. */
-static int call_manager(struct host *h, const char *fn, int nargs, int nresults)
-{
-    lua_State *L = h->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->manager_ref);
-    lua_getfield(L, -1, fn);
-    lua_remove(L, -2);
-    lua_insert(L, -nargs - 1);
-    return host_pcall(h, NULL, fn, nargs, nresults);
-}
-
-int host_start_plugins(struct host *h, int config_ref)
-{
-    lua_State *L = h->L;
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "core.plugins");
-    if (host_pcall(h, NULL, "loading the plugin manager", 1, 1) != LUA_OK)
-        return -1;
-    h->manager_ref = host_ref(h, L);
-
-    lua_api_push_core(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, config_ref);
-    if (call_manager(h, "start", 2, 2) != LUA_OK)
-        return -1;
-    int ok = lua_toboolean(L, -2);
-    if (!ok)
-        log_error("plugins", "%s", lua_tostring(L, -1));
-    lua_pop(L, 2);
-    return ok ? 0 : -1;
-}
-
-void host_stop_plugins(struct host *h)
-{
-    if (h->manager_ref == LUA_NOREF)
-        return;
-    call_manager(h, "stop", 0, 0);
-}
-
-static void on_reload_turn(uv_idle_t *idle)
-{
-    struct host *h = idle->data;
-    uv_idle_stop(idle);
-    h->reload_pending = 0;
-    if (h->closing || h->manager_ref == LUA_NOREF)
-        return;
-    char *name = h->reload_name;
-    h->reload_name = NULL;
-    if (name)
-        lua_pushstring(h->L, name);
-    else
-        lua_pushnil(h->L);
-    free(name);
-    if (call_manager(h, "reload", 1, 0) != LUA_OK)
-        log_error("plugins", "reload failed");
-}
-
-void host_request_reload(struct host *h, const char *name)
-{
-    if (h->closing)
-        return;
-    /* Two requests before the turn: a named one and "all" merge to "all". */
-    if (h->reload_pending && (!name || !h->reload_name || strcmp(name, h->reload_name) != 0)) {
-        free(h->reload_name);
-        h->reload_name = NULL;
-    } else if (!h->reload_pending && name) {
-        h->reload_name = strdup(name);
-    }
-    if (!h->reload_pending) {
-        h->reload_pending = 1;
-        uv_idle_start(&h->reload_idle, on_reload_turn);
-    }
 }
 
 static void on_host_handle_closed(uv_handle_t *handle) { (void)handle; }
@@ -1064,6 +844,11 @@ void host_close(struct host *h)
     h->worker_factory_ref = h->manager_ref = LUA_NOREF;
     uv_close((uv_handle_t *)&h->reload_idle, on_host_handle_closed);
     uv_close((uv_handle_t *)&h->pump_idle, on_host_handle_closed);
+    /* What is still counted is said now, not lost. */
+    double now = now_seconds();
+    for (struct plugin *p = h->plugins; p; p = p->next)
+        ratelog_flush(&p->errlog, now, 1, emit_summary, p);
+    uv_close((uv_handle_t *)&h->errlog_timer, on_host_handle_closed);
 }
 
 void host_free(struct host *h)
@@ -1075,42 +860,11 @@ void host_free(struct host *h)
         struct plugin *next = p->next;
         free(p->inbox);
         free(p->last_error);
+        ratelog_free(&p->errlog);
         free(p->name);
         free(p);
         p = next;
     }
     free(h->reload_name);
     free(h);
-}
-
-void host_foreach_plugin(struct host *h, host_stats_fn fn, void *ctx)
-{
-    for (struct plugin *p = h->plugins; p; p = p->next) {
-        struct plugin_stats s = {
-            .name = p->name,
-            .state = p->state,
-            .degraded = p->degraded,
-            .handled = p->handled,
-            .errors = p->errors,
-            .dropped = p->dropped,
-            .handler_seconds = p->handler_seconds,
-            .last_error = p->last_error,
-            .inbox_depth = p->in_count,
-            .hist = p->hist,
-        };
-        fn(&s, ctx);
-    }
-}
-
-char *host_status_json(struct host *h)
-{
-    if (h->manager_ref == LUA_NOREF || h->closing)
-        return NULL;
-    lua_State *L = h->L;
-    if (call_manager(h, "status_json", 0, 1) != LUA_OK)
-        return NULL;
-    const char *s = lua_tostring(L, -1);
-    char *copy = s ? strdup(s) : NULL;
-    lua_pop(L, 1);
-    return copy;
 }

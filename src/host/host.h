@@ -1,7 +1,18 @@
 /* lua_host: the one lua_State, the protected-call helper, plugin slots with
  * their ordered inboxes, coroutine tasks with an instruction budget, and the
  * general waiting mechanism (timers, bus requests, and later db/http) that
- * lets plugin code look synchronous. Uses bus, event, log, libuv, Lua. */
+ * lets plugin code look synchronous. Uses bus, event, log, libuv, Lua.
+ *
+ * Files (each calls only those after it; nothing calls back up except
+ * through the hooks api.c registers):
+ *   api.c           the `daz` module, event objects, timers; the `core` table
+ *   db_binding.c    daz.db (uses the postgres writer and pool)
+ *   rooms_binding.c the rooms' commands for Lua
+ *   manager.c       start/stop/reload/status through lua/core/plugins.lua,
+ *                   and the core functions it drives plugin slots with
+ *   host.c          the lua_State, refs, pcall, tasks, waits, inboxes,
+ *                   subscriptions, plugin slots (data in host_private.h)
+ *   watchdog.c      the budget timer thread */
 #ifndef DAZ_LUA_HOST_H
 #define DAZ_LUA_HOST_H
 
@@ -120,16 +131,24 @@ void host_unsubscribe(struct lua_sub *s);
  * the userdata's __gc passes NULL here to detach. */
 void host_sub_set_handle(struct lua_sub *s, struct lua_sub **handle);
 
-/* The private functions lua/core/plugins.lua uses, set into the table on top. */
+/* The private functions lua/core/plugins.lua uses, set into the table on top
+ * (manager.c). */
 void host_push_core_functions(lua_State *L);
 
 
 /* Runs `fn_ref` (borrowed) with no event, in order with the plugin's work. */
 void host_call_later(struct plugin *p, int fn_ref);
 
-/* Pushes the Lua view of `ev` (a table shared by every Lua subscriber:
- * type, room, data, tags, priority, replayed, id). */
-void host_push_event(struct host *h, lua_State *L, struct event *ev);
+/* What the API layer (api.c) lends the host, registered by lua_api_open so
+ * that the host never calls the API directly: push_event pushes the Lua view
+ * of `ev` (a table shared by every Lua subscriber: type, room, data, tags,
+ * priority, replayed, id); push_core pushes the private `core` table the
+ * plugin manager gets. */
+struct host_api_hooks {
+    void (*push_event)(struct host *h, lua_State *L, struct event *ev);
+    void (*push_core)(lua_State *L);
+};
+void host_set_api_hooks(struct host *h, const struct host_api_hooks *hooks);
 
 /* Plugin slots, used by the plugin manager (lua/core/plugins.lua). */
 struct plugin *host_plugin_new(struct host *h, const char *name);

@@ -7,7 +7,17 @@
  * for tables with a unique key, plain COPY otherwise. Batches the database
  * cannot take go to the spool and are replayed first when it is back; a batch
  * that fails on bad data is split until the bad row is found and rejected.
- * Uses pg, spool, bus, event, jansson, log. */
+ * Uses pool, spool, bus, event, jansson, log, and the pieces below.
+ *
+ * Files (each calls only those after it):
+ *   writer.c       this API: counters, logging, the send/retry/split loop, drain
+ *   log_rules.c    logger rules: checked, resolved, an event's row values
+ *   row_buffer.c   rows per table and column set as COPY text -> batches
+ *   spool_replay.c batches to and from spool records
+ *   copy_batch.c   the pg_job for one batch (staging COPY + INSERT ON CONFLICT)
+ *   batch.c        batches, queues, merging, splitting
+ *   catalog.c      tables and columns from the server's catalog
+ *   copy_text.c    COPY text encoding of values (pure) */
 #ifndef DAZ_PG_WRITER_H
 #define DAZ_PG_WRITER_H
 
@@ -15,6 +25,8 @@
 #include <uv.h>
 
 #include "core/bus.h"
+#include "postgres/copy_text.h"   /* pg_copy_escape, pg_format_epoch_ms (the C tests use them) */
+#include "postgres/log_rules.h"   /* struct pg_logger_rule */
 #include "postgres/pool.h"
 #include "postgres/spool.h"
 
@@ -24,20 +36,6 @@ struct pg_writer_options {
     int flush_ms;
     int batch_size;
     long max_buffered_rows;   /* rows held in memory at most; beyond, batches go to the spool */
-};
-
-/* One logger rule: events matching `pattern` (and carrying every tag) become
- * rows of `table`; fields[i] maps column columns[i] to a path in the event:
- * "room", "type", "tags", "priority", "data", "data.a.b", or "=text" (a literal). */
-struct pg_logger_rule {
-    const char *name;
-    const char *pattern;
-    const char *table;
-    const char *const *tags;
-    int tag_count;
-    const char *const *columns;
-    const char *const *fields;
-    int field_count;
 };
 
 /* The writer takes ownership of neither pool nor spool (spool may be NULL:
@@ -78,11 +76,5 @@ struct pg_writer_stats {
     const char *last_error;
 };
 void pg_writer_get_stats(struct pg_writer *w, struct pg_writer_stats *out);
-
-/* COPY text escaping of one field (exposed for the C tests): appends to
- * *buf (realloc'd), returns 0 or -1. */
-int pg_copy_escape(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
-/* Epoch milliseconds as "YYYY-MM-DD HH:MM:SS.mmm+00"; out needs 40 bytes. */
-int pg_format_epoch_ms(double ms, char *out, size_t outsz);
 
 #endif
