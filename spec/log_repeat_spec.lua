@@ -150,4 +150,21 @@ describe("repeated log lines", function()
     assert.equals(BURST, #p.logs("^row rejected: unknown table daz_no_such_table"))
     assert.equals(0, p.stop_clean())
   end)
+
+  it("log refused room commands in full a few times, then in summaries", function()
+    p = start("sender", [[
+      local P = { name = "sender" }
+      function P:init(bus) self.bus = bus end
+      function P:start()
+        self.bus:after(10, function()
+          for i = 1, 500 do self.bus:publish("cytube.send", { room = "nowhere", msg = "line " .. i }) end
+        end)
+      end
+      return P ]], 'event_bus = { buffer_sizes = { ["cytube.send"] = 1000 } }')
+    h.wait_until(function()
+      return #p.logs("^cytube.send refused: ") + summed(p, "^[%d,]+ more like this in the last .*cytube.send refused") == 500
+    end, 20, "full lines and summaries adding up to 500")
+    assert.equals(BURST, #p.logs("^cytube.send refused: "))
+    assert.equals(0, p.stop_clean())
+  end)
 end)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/log_repeat.h"
 #include "core/ratelog.h"
 #include "tap.h"
 
@@ -90,15 +91,19 @@ int main(void)
     ratelog_format_count(0, n, sizeof n);
     is_str(n, "0", "zero");
 
-    /* log_limited: the same through the logger (lines go to stderr). */
-    ratelog_init(&rl, 2, 1.0, 4);
+    /* log_repeat: the same through the logger (lines go to stderr); not
+     * attached to a loop, so summaries come with the next line or at close. */
+    struct log_repeat lr;
+    log_repeat_init(&lr, LOG_WARN, "test", NULL, 2, 4);
     int logged = 0;
     for (int i = 0; i < 50; i++)
-        logged += log_limited(&rl, LOG_WARN, "test", NULL, 0.01 * i, "send failed: %d", i);
-    ok(logged == 2, "log_limited: the first 2 in full (%d)", logged);
-    ok(log_limited_flush(&rl, LOG_WARN, "test", 0.6, 0) == 1, "a summary pending before the interval");
-    ok(log_limited_flush(&rl, LOG_WARN, "test", 0.6, 1) == 0, "forced: written");
-    ok(log_limited(&rl, LOG_WARN, "test", "other", 0.7, "x") == 1, "a site of its own");
-    ratelog_free(&rl);
+        logged += log_repeat(&lr, NULL, "send failed: %d", i);
+    ok(logged == 2, "log_repeat: the first 2 in full (%d)", logged);
+    ok(lr.rl.nsites == 1 && lr.rl.sites[0].counted == 48, "the other 48 counted (%llu)",
+       (unsigned long long)(lr.rl.nsites ? lr.rl.sites[0].counted : 0));
+    ok(log_repeat(&lr, "other", "x") == 1, "a site of its own");
+    ok(log_repeat_close(&lr, NULL) == 0, "closed without a timer to close");
+    ok(lr.rl.sites[0].counted == 0, "close wrote the pending summary");
+    log_repeat_free(&lr);
     return tap_done();
 }

@@ -7,12 +7,13 @@
  * counts requests that were published. */
 #include "core/bus.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
-#include "core/ratelog.h"
+#include "core/log_repeat.h"
 
 #define DEFAULT_CAPACITY 1000
 #define DEFAULT_PER_TURN 1000
@@ -109,9 +110,7 @@ struct bus {
 
     /* Drops from full queues can happen at event rate: logged per type the
      * first few times, then in one summary line per interval. */
-    struct ratelog droplog;
-    uv_timer_t droplog_timer;
-    int droplog_armed;
+    struct log_repeat droplog; /* queue-full drops: the first few in full, then summaries */
 };
 
 static void on_idle(uv_idle_t *handle);
@@ -210,12 +209,11 @@ struct bus *bus_new(uv_loop_t *loop, const struct bus_options *opts)
     /* These only link the handle into the loop; they cannot fail. */
     uv_idle_init(loop, &bus->idle);
     uv_timer_init(loop, &bus->timer);
-    uv_timer_init(loop, &bus->droplog_timer);
     bus->idle.data = bus;
     bus->timer.data = bus;
-    bus->droplog_timer.data = bus;
+    log_repeat_init(&bus->droplog, LOG_WARN, "bus", "events dropped", 10, 32);
+    log_repeat_attach(&bus->droplog, loop);
     bus->handles_open = 3;
-    ratelog_init(&bus->droplog, 10, 0, 32);
     return bus;
 fail:
     free(bus->table);
@@ -405,42 +403,11 @@ static struct event *next_event(struct bus *bus)
     return NULL;
 }
 
-static void emit_drop_summary(const struct ratelog_site *site, uint64_t count, double seconds, void *ctx)
-{
-    char n[32];
-    ratelog_format_count(count, n, sizeof n);
-    log_warn("bus", "%s more events dropped in the last %.3g s: %s", n, seconds, site->msg);
-}
-
-static void on_droplog_timer(uv_timer_t *handle);
-
-static void arm_droplog(struct bus *bus)
-{
-    if (bus->closing || bus->droplog_armed)
-        return;
-    double due = ratelog_next_due(&bus->droplog, (double)uv_now(bus->loop) / 1000.0);
-    if (due < 0)
-        return;
-    bus->droplog_armed = 1;
-    uv_timer_start(&bus->droplog_timer, on_droplog_timer, (uint64_t)(due * 1000.0) + 1, 0);
-}
-
-static void on_droplog_timer(uv_timer_t *handle)
-{
-    struct bus *bus = handle->data;
-    bus->droplog_armed = 0;
-    ratelog_flush(&bus->droplog, (double)uv_now(bus->loop) / 1000.0, 0, emit_drop_summary, NULL);
-    arm_droplog(bus);
-}
-
 static void log_drop(struct bus *bus, const struct bus_type *t, int prio)
 {
     char msg[200];
     snprintf(msg, sizeof msg, "queue of %s full (%zu): dropped an event of priority %d", t->name, t->capacity, prio);
-    if (ratelog_hit(&bus->droplog, t->name, msg, (double)uv_now(bus->loop) / 1000.0, emit_drop_summary, NULL))
-        log_warn("bus", "%s", msg);
-    else
-        arm_droplog(bus);
+    log_repeat(&bus->droplog, t->name, "%s", msg);
 }
 
 int bus_publish(struct bus *bus, struct event *ev)
@@ -985,6 +952,12 @@ static void on_handle_closed(uv_handle_t *handle)
     bus->handles_open--;
 }
 
+static void on_droplog_closed(uv_handle_t *h)
+{
+    struct bus *bus = (struct bus *)((char *)h->data - offsetof(struct bus, droplog));
+    bus->handles_open--;
+}
+
 void bus_close(struct bus *bus)
 {
     if (!bus || bus->closing)
@@ -1027,8 +1000,7 @@ void bus_close(struct bus *bus)
         sub_unlink(bus, bus->subs_head);
     uv_close((uv_handle_t *)&bus->idle, on_handle_closed);
     uv_close((uv_handle_t *)&bus->timer, on_handle_closed);
-    ratelog_flush(&bus->droplog, (double)uv_now(bus->loop) / 1000.0, 1, emit_drop_summary, NULL);
-    uv_close((uv_handle_t *)&bus->droplog_timer, on_handle_closed);
+    log_repeat_close(&bus->droplog, on_droplog_closed);
 }
 
 int bus_closed(const struct bus *bus)
@@ -1058,6 +1030,6 @@ void bus_free(struct bus *bus)
     free(bus->rules);
     free(bus->pending);
     free(bus->heap);
-    ratelog_free(&bus->droplog);
+    log_repeat_free(&bus->droplog);
     free(bus);
 }

@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include <pthread.h>
 
-#include "core/ratelog.h"
 
 #define MAX_SECRETS 64
 #define LINE_MAX_BYTES 8192
@@ -188,38 +187,4 @@ void log_msg(enum log_level level, const char *component, const char *fmt, ...)
     va_start(ap, fmt);
     log_vmsg(level, component, fmt, ap);
     va_end(ap);
-}
-
-struct limited_ctx {
-    enum log_level level;
-    const char *component;
-};
-
-static void emit_limited(const struct ratelog_site *site, uint64_t count, double seconds, void *ctx)
-{
-    const struct limited_ctx *c = ctx;
-    char n[32];
-    ratelog_format_count(count, n, sizeof n);
-    log_msg(c->level, c->component, "%s more like this in the last %.3g s: %s", n, seconds, site->msg);
-}
-
-int log_limited(struct ratelog *rl, enum log_level level, const char *component, const char *site, double now,
-                const char *fmt, ...)
-{
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    struct limited_ctx c = {level, component};
-    if (!ratelog_hit(rl, site ? site : fmt, msg, now, emit_limited, &c))
-        return 0;
-    log_msg(level, component, "%s", msg);
-    return 1;
-}
-
-int log_limited_flush(struct ratelog *rl, enum log_level level, const char *component, double now, int force)
-{
-    struct limited_ctx c = {level, component};
-    return ratelog_flush(rl, now, force, emit_limited, &c);
 }

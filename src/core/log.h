@@ -1,6 +1,5 @@
 /* log: levelled logging to stderr — readable text on a terminal, JSON lines
- * otherwise — with every registered secret masked; and rate-limited lines
- * for what can repeat at event rate. Uses libc and ratelog. */
+ * otherwise — with every registered secret masked. Uses libc. */
 #ifndef DAZ_LOG_H
 #define DAZ_LOG_H
 
@@ -26,19 +25,7 @@ void log_msg(enum log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(enum log_level level, const char *component, const char *fmt, va_list ap);
 
-/* A line that can repeat at event rate (a send failure, a full queue),
- * rate-limited per site by `rl` (core/ratelog.h; ratelog_init it first):
- * the first few are logged in full, the rest are counted and summarized as
- * "<N> more like this in the last <S> s: <latest message>" at the same level
- * and component. `site` NULL: the format is the site. `now`: seconds on a
- * monotonic clock, e.g. uv_now(loop) / 1000.0. Returns 1 when logged in full. */
-struct ratelog;
-int log_limited(struct ratelog *rl, enum log_level level, const char *component, const char *site, double now,
-                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* Writes the summaries due (all pending ones when `force`, e.g. at close);
- * call it from a timer so the last ones are not left waiting. Returns how
- * many sites still have counted lines pending. */
-int log_limited_flush(struct ratelog *rl, enum log_level level, const char *component, double now, int force);
+/* Lines that can repeat at event rate: core/log_repeat.h. */
 
 #define log_debug(c, ...) log_msg(LOG_DEBUG, c, __VA_ARGS__)
 #define log_info(c, ...) log_msg(LOG_INFO, c, __VA_ARGS__)

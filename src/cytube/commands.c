@@ -22,7 +22,7 @@
 static void answer(struct cytube *cy, struct event *ev, const char *error, json_t *value)
 {
     if (error)
-        log_warn("cytube", "%s refused: %s", ev->type, error);
+        log_repeat(&cy->warnings, ev->type, "%s refused: %s", ev->type, error);
     if (!ev->correlation_id)
         return;
     char *text = value ? json_dumps(value, JSON_COMPACT) : strdup("{\"ok\":true}");

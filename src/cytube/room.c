@@ -548,7 +548,8 @@ static void hold_early_frame(struct room *r, const char *data, size_t len)
     struct early_frame *f = r->early_count < MAX_EARLY_FRAMES ? malloc(sizeof *f + len + 1) : NULL;
     if (!f) {
         r->bad_frames++;
-        log_warn("cytube", "%s: dropped a frame that came before joining (%d held)", r->channel, r->early_count);
+        log_repeat(&r->cy->warnings, NULL, "%s: dropped a frame that came before joining (%d held)", r->channel,
+                   r->early_count);
         return;
     }
     f->next = NULL;
@@ -607,7 +608,7 @@ static void handle_frame(struct room *r, const char *data, size_t len)
     arm_liveness(r);
     if (eio_decode(data, len, &type, &pl, &pn, err) != 0) {
         r->bad_frames++;
-        log_warn("cytube", "%s: ignoring a bad frame: %s", r->channel, err);
+        log_repeat(&r->cy->warnings, NULL, "%s: ignoring a bad frame: %s", r->channel, err);
         return;
     }
     switch (type) {
@@ -645,7 +646,7 @@ static void handle_frame(struct room *r, const char *data, size_t len)
     struct sio_packet p;
     if (sio_decode(pl, pn, &p, err) != 0) {
         r->bad_frames++;
-        log_warn("cytube", "%s: ignoring a bad Socket.IO packet: %s", r->channel, err);
+        log_repeat(&r->cy->warnings, NULL, "%s: ignoring a bad Socket.IO packet: %s", r->channel, err);
         return;
     }
     if (strcmp(p.nsp, "/") == 0)

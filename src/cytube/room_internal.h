@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "core/bus.h"
+#include "core/log_repeat.h"
 #include "cytube/channel.h"
 #include "cytube/pacer.h"
 #include "cytube/rooms.h"
@@ -109,6 +110,7 @@ struct cytube {
     char *ca_file;
     int joining;          /* rooms may join: every plugin has started (cytube_start_joining) */
     int backoff_known;    /* the saved backoff state is loaded: rooms may connect (cytube_connect_all) */
+    struct log_repeat warnings; /* what can repeat at event rate: refused commands, bad frames */
 };
 
 /* room.c: the state machine's entry points, for rooms.c and commands.c. */

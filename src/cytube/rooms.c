@@ -149,15 +149,18 @@ struct cytube *cytube_new(uv_loop_t *loop, struct bus *bus, const struct cytube_
     cytube_default_options(&cy->o);
     if (opts)
         cy->o = *opts;
+    log_repeat_init(&cy->warnings, LOG_WARN, "cytube", NULL, 10, 32);
     cy->ca_file = cy->o.tls_ca_file ? strdup(cy->o.tls_ca_file) : NULL;
     cy->o.tls_ca_file = cy->ca_file;
     cy->transport = transport_new(loop, cy->o.server_connect_burst, cy->o.server_connect_interval_ms, cy->o.verify_tls,
                                   cy->ca_file);
     if (!cy->transport) {
         free(cy->ca_file);
+        log_repeat_free(&cy->warnings);
         free(cy);
         return NULL;
     }
+    log_repeat_attach(&cy->warnings, loop);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     srand((unsigned)((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000) ^ (unsigned)getpid());
@@ -277,6 +280,7 @@ void cytube_close(struct cytube *cy)
     cy->sub_count = 0;
     for (struct room *r = cy->rooms; r; r = r->next)
         room_leave(r);
+    log_repeat_close(&cy->warnings, timer_closed);
     uv_timer_init(cy->loop, &cy->t_close);
     cy->t_close.data = cy;
     cy->t_close_ready = 1;
@@ -295,6 +299,7 @@ void cytube_free(struct cytube *cy)
         room_free(r);
     }
     free(cy->ca_file);
+    log_repeat_free(&cy->warnings);
     free(cy);
 }
 

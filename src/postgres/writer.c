@@ -15,7 +15,7 @@
 
 #include "core/event_json.h"
 #include "core/log.h"
-#include "core/ratelog.h"
+#include "core/log_repeat.h"
 #include "postgres/batch.h"
 #include "postgres/catalog.h"
 #include "postgres/copy_batch.h"
@@ -50,44 +50,13 @@ struct pg_writer {
     void *ready_ctx;
     struct pg_writer_stats st;
     char *last_error;
-    struct ratelog complaints; /* per site (format): the first few in full, then summaries */
-    uv_timer_t summary_timer;
-    int summary_armed;
+    struct log_repeat complaints; /* per site (format): the first few in full, then summaries */
 };
 
 static void pump(struct pg_writer *w);
 static void flush_all(struct pg_writer *w);
 static void check_drained(struct pg_writer *w);
 
-static double clock_s(struct pg_writer *w) { return (double)uv_now(w->loop) / 1000.0; }
-
-static void emit_summary(const struct ratelog_site *site, uint64_t count, double seconds, void *ctx)
-{
-    char n[32];
-    ratelog_format_count(count, n, sizeof n);
-    log_warn("pg.writer", "%s more like this in the last %.3g s: %s", n, seconds, site->msg);
-}
-
-static void on_summary_timer(uv_timer_t *t);
-
-static void arm_summary(struct pg_writer *w)
-{
-    if (w->summary_armed || w->closed || !w->timers)
-        return;
-    double due = ratelog_next_due(&w->complaints, clock_s(w));
-    if (due < 0)
-        return;
-    w->summary_armed = 1;
-    uv_timer_start(&w->summary_timer, on_summary_timer, (uint64_t)(due * 1000.0) + 1, 0);
-}
-
-static void on_summary_timer(uv_timer_t *t)
-{
-    struct pg_writer *w = t->data;
-    w->summary_armed = 0;
-    ratelog_flush(&w->complaints, clock_s(w), 0, emit_summary, NULL);
-    arm_summary(w);
-}
 
 /* Logs a problem at warn: per site (the format it was made with) the first
  * few in full, then one summary per interval; the rest at debug. */
@@ -95,12 +64,8 @@ static void complain_at(struct pg_writer *w, const char *site, const char *msg)
 {
     free(w->last_error);
     w->last_error = strdup(msg);
-    if (ratelog_hit(&w->complaints, site, msg, clock_s(w), emit_summary, NULL)) {
-        log_warn("pg.writer", "%s", msg);
-    } else {
+    if (!log_repeat(&w->complaints, site, "%s", msg))
         log_debug("pg.writer", "%s", msg);
-        arm_summary(w);
-    }
 }
 
 static void complain(struct pg_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -501,8 +466,8 @@ void pg_writer_start(struct pg_writer *w, pg_writer_ready_fn done, void *ctx)
         uv_timer_init(w->loop, &w->flush_timer);
         uv_timer_init(w->loop, &w->retry_timer);
         uv_timer_init(w->loop, &w->drain_timer);
-        uv_timer_init(w->loop, &w->summary_timer);
-        w->flush_timer.data = w->retry_timer.data = w->drain_timer.data = w->summary_timer.data = w;
+        w->flush_timer.data = w->retry_timer.data = w->drain_timer.data = w;
+        log_repeat_attach(&w->complaints, w->loop);
     }
     w->ready = done;
     w->ready_ctx = ctx;
@@ -533,7 +498,7 @@ struct pg_writer *pg_writer_new(uv_loop_t *loop, struct bus *bus, struct pg_pool
         w->opt.batch_size = 1000;
     if (w->opt.max_buffered_rows <= 0)
         w->opt.max_buffered_rows = 100000;
-    ratelog_init(&w->complaints, 10, 0, 32);
+    log_repeat_init(&w->complaints, LOG_WARN, "pg.writer", NULL, 10, 32);
     return w;
 }
 
@@ -622,10 +587,8 @@ void pg_writer_close(struct pg_writer *w)
         uv_close((uv_handle_t *)&w->flush_timer, on_timer_closed);
         uv_close((uv_handle_t *)&w->retry_timer, on_timer_closed);
         uv_close((uv_handle_t *)&w->drain_timer, on_timer_closed);
-        uv_close((uv_handle_t *)&w->summary_timer, on_timer_closed);
     }
-    /* What is still counted is said now, not lost. */
-    ratelog_flush(&w->complaints, clock_s(w), 1, emit_summary, NULL);
+    log_repeat_close(&w->complaints, on_timer_closed);
 }
 
 void pg_writer_free(struct pg_writer *w)
@@ -646,7 +609,7 @@ void pg_writer_free(struct pg_writer *w)
     }
     pg_catalog_free(&w->catalog);
     free(w->last_error);
-    ratelog_free(&w->complaints);
+    log_repeat_free(&w->complaints);
     free(w);
 }
 
