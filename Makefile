@@ -59,7 +59,7 @@ $(GEN): $(CORE_LUA) scripts/embed-lua | build/gen
 build/tests/%: spec/c/%.c $(LIB_OBJS) spec/c/tap.h $(HDRS) | build/tests
 	$(CC) -O1 -g $(SAN_FLAGS) $(WARNINGS) -Werror $(DEFS) $(PKG_CFLAGS) -Isrc -Ispec/c -o $@ $< $(LIB_OBJS) $(PKG_LIBS)
 
-BUS_BENCH_SRCS := src/core/bus.c src/core/event.c src/core/log.c src/core/ratelog.c src/core/log_repeat.c
+BUS_BENCH_SRCS := src/core/bus.c src/core/event.c src/core/log.c src/core/ratelog.c src/core/log_repeat.c src/core/deadline_heap.c
 build/bench/bus_bench: bench/bus_bench.c $(BUS_BENCH_SRCS) $(HDRS) | build/bench
 	$(CC) -O2 -g $(WARNINGS) $(DEFS) $(PKG_CFLAGS) -Isrc -o $@ bench/bus_bench.c $(BUS_BENCH_SRCS) $(PKG_LIBS)
 

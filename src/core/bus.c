@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/deadline_heap.h"
 #include "core/log.h"
 #include "core/log_repeat.h"
 
@@ -47,13 +48,11 @@ struct bus_sub {
 };
 
 struct bus_pending {
-    uint64_t id;
-    uint64_t deadline;
+    struct deadline_node node;  /* id and deadline; first, so a node is its pending */
     bus_response_fn fn;
     void *ctx;
     struct event *response;     /* set once answered */
     int answered;
-    size_t heap_index;          /* position in the timeout heap while waiting */
     struct bus_pending *hnext;  /* id hash chain */
     struct bus_pending *cnext;  /* completion FIFO */
 };
@@ -100,8 +99,7 @@ struct bus {
     struct bus_pending **pending;
     size_t pending_buckets;     /* power of two */
     size_t npending;
-    struct bus_pending **heap;
-    size_t heap_len, heap_cap;
+    struct deadline_heap heap;
     struct bus_pending *done_head, *done_tail;
     uint64_t next_id;
 
@@ -675,80 +673,36 @@ static void on_idle(uv_idle_t *handle)
     }
 }
 
-static int heap_less(const struct bus_pending *a, const struct bus_pending *b)
-{
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->id < b->id);
-}
-
-static void heap_set(struct bus *bus, size_t i, struct bus_pending *p)
-{
-    bus->heap[i] = p;
-    p->heap_index = i;
-}
-
-static void heap_sift_up(struct bus *bus, size_t i)
-{
-    struct bus_pending *p = bus->heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!heap_less(p, bus->heap[parent]))
-            break;
-        heap_set(bus, i, bus->heap[parent]);
-        i = parent;
-    }
-    heap_set(bus, i, p);
-}
-
-static void heap_sift_down(struct bus *bus, size_t i)
-{
-    struct bus_pending *p = bus->heap[i];
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= bus->heap_len)
-            break;
-        if (child + 1 < bus->heap_len && heap_less(bus->heap[child + 1], bus->heap[child]))
-            child++;
-        if (!heap_less(bus->heap[child], p))
-            break;
-        heap_set(bus, i, bus->heap[child]);
-        i = child;
-    }
-    heap_set(bus, i, p);
-}
+/* The pending request whose node n is (the node is its first member). */
+static struct bus_pending *pending_of(struct deadline_node *n) { return (struct bus_pending *)n; }
 
 static void heap_remove(struct bus *bus, struct bus_pending *p)
 {
-    size_t i = p->heap_index;
-    struct bus_pending *last = bus->heap[--bus->heap_len];
-    if (last != p) {
-        heap_set(bus, i, last);
-        heap_sift_up(bus, i);
-        heap_sift_down(bus, last->heap_index);
-    }
-    if (bus->heap_len == 0)
+    deadline_heap_remove(&bus->heap, &p->node);
+    if (bus->heap.len == 0)
         uv_timer_stop(&bus->timer);
 }
 
 static void arm_timer(struct bus *bus)
 {
-    if (bus->heap_len == 0 || bus->closing)
+    if (bus->heap.len == 0 || bus->closing)
         return;
     uint64_t now = uv_now(bus->loop);
-    uint64_t deadline = bus->heap[0]->deadline;
+    uint64_t deadline = deadline_heap_top(&bus->heap)->deadline;
     uv_timer_start(&bus->timer, on_timer, deadline > now ? deadline - now : 0, 0);
 }
 
 static struct bus_pending *pending_find(struct bus *bus, uint64_t id)
 {
     struct bus_pending *p = bus->pending[id & (bus->pending_buckets - 1)];
-    while (p && p->id != id)
+    while (p && p->node.id != id)
         p = p->hnext;
     return p;
 }
 
 static void pending_unhash(struct bus *bus, struct bus_pending *p)
 {
-    struct bus_pending **pp = &bus->pending[p->id & (bus->pending_buckets - 1)];
+    struct bus_pending **pp = &bus->pending[p->node.id & (bus->pending_buckets - 1)];
     while (*pp != p)
         pp = &(*pp)->hnext;
     *pp = p->hnext;
@@ -766,8 +720,8 @@ static void pending_hash(struct bus *bus, struct bus_pending *p)
                 struct bus_pending *q = bus->pending[i];
                 while (q) {
                     struct bus_pending *next = q->hnext;
-                    q->hnext = buckets[q->id & (size - 1)];
-                    buckets[q->id & (size - 1)] = q;
+                    q->hnext = buckets[q->node.id & (size - 1)];
+                    buckets[q->node.id & (size - 1)] = q;
                     q = next;
                 }
             }
@@ -776,8 +730,8 @@ static void pending_hash(struct bus *bus, struct bus_pending *p)
             bus->pending_buckets = size;
         }
     }
-    p->hnext = bus->pending[p->id & (bus->pending_buckets - 1)];
-    bus->pending[p->id & (bus->pending_buckets - 1)] = p;
+    p->hnext = bus->pending[p->node.id & (bus->pending_buckets - 1)];
+    bus->pending[p->node.id & (bus->pending_buckets - 1)] = p;
     bus->npending++;
 }
 
@@ -785,8 +739,8 @@ static void on_timer(uv_timer_t *handle)
 {
     struct bus *bus = handle->data;
     uint64_t now = uv_now(bus->loop);
-    while (!bus->closing && bus->heap_len && bus->heap[0]->deadline <= now) {
-        struct bus_pending *p = bus->heap[0];
+    while (!bus->closing && bus->heap.len && deadline_heap_top(&bus->heap)->deadline <= now) {
+        struct bus_pending *p = pending_of(deadline_heap_top(&bus->heap));
         heap_remove(bus, p);
         pending_unhash(bus, p);
         bus->timeouts++;
@@ -820,16 +774,10 @@ uint64_t bus_request(struct bus *bus, struct event *req, uint64_t timeout_ms,
         return 0;
     }
     /* Reserve the heap slot first: after a successful publish nothing may fail. */
-    if (bus->heap_len == bus->heap_cap) {
-        size_t cap = bus->heap_cap ? bus->heap_cap * 2 : 16;
-        struct bus_pending **heap = realloc(bus->heap, cap * sizeof *heap);
-        if (!heap) {
-            event_unref(req);
-            *error = "out of memory";
-            return 0;
-        }
-        bus->heap = heap;
-        bus->heap_cap = cap;
+    if (deadline_heap_reserve(&bus->heap) != 0) {
+        event_unref(req);
+        *error = "out of memory";
+        return 0;
     }
     struct bus_pending *p = calloc(1, sizeof *p);
     if (!p) {
@@ -845,14 +793,12 @@ uint64_t bus_request(struct bus *bus, struct event *req, uint64_t timeout_ms,
         return 0;
     }
     uint64_t now = uv_now(bus->loop);
-    p->id = id;
-    p->deadline = timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
+    p->node.id = id;
+    p->node.deadline = timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
     p->fn = fn;
     p->ctx = ctx;
     pending_hash(bus, p);
-    heap_set(bus, bus->heap_len++, p);
-    heap_sift_up(bus, p->heap_index);
-    if (p->heap_index == 0)
+    if (deadline_heap_push(&bus->heap, &p->node))
         arm_timer(bus);
     bus->requests++;
     *error = NULL;
@@ -973,8 +919,8 @@ void bus_close(struct bus *bus)
     }
     /* One at a time, unlinked before the call: a callback may cancel or
      * answer other requests. */
-    while (bus->heap_len) {
-        struct bus_pending *p = bus->heap[0];
+    while (bus->heap.len) {
+        struct bus_pending *p = pending_of(deadline_heap_top(&bus->heap));
         heap_remove(bus, p);
         pending_unhash(bus, p);
         bus_response_fn fn = p->fn;
@@ -1029,7 +975,7 @@ void bus_free(struct bus *bus)
         free(bus->rules[i].prefix);
     free(bus->rules);
     free(bus->pending);
-    free(bus->heap);
+    deadline_heap_free(&bus->heap);
     log_repeat_free(&bus->droplog);
     free(bus);
 }
