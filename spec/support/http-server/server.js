@@ -8,6 +8,7 @@
 //   /title?t=TEXT          an HTML page whose <title> is TEXT
 //   /og?t=TEXT             a page with only <meta property="og:title">
 //   /html?b=HTML           that HTML as text/html
+//   /page/NAME             a fixed page (PAGES below)
 //   /slow?ms=N             answers after N ms
 //   /endless               a chunked body that never ends
 //   /big?bytes=N           a body of N bytes with Content-Length
@@ -28,6 +29,14 @@ const fs = require('fs');
 const args = process.argv.slice(2);
 const arg = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 
+// Fixed pages for the links plugin: /page/NAME.
+const PAGES = {
+  entities: '<html><head><title>\n   Caf&#233; &amp;\t  Bar  &lt;3\n</title></head></html>',
+  slash: '<html><head><title>/me dances</title></head></html>',
+  long: `<html><head><title>${'word '.repeat(100)}</title></head></html>`,
+  og: '<html><head><meta content="The OG &quot;Title&quot;" property="og:title"><title>plain</title></head></html>',
+  notitle: '<html><head></head><body>nothing</body></html>',
+};
 const hooks = {}; // name -> { status, posts: [] }
 const hook = (name) => (hooks[name] = hooks[name] || { status: 204, posts: [] });
 
@@ -45,10 +54,11 @@ function handler(req, res) {
     const body = Buffer.concat(chunks).toString('utf8');
     const p = u.pathname;
     let m;
-    if (p === '/title') return send(res, 200, 'text/html; charset=utf-8',
+    if (p === '/title' || p === '/title.png') return send(res, 200, 'text/html; charset=utf-8',
       `<!doctype html><html><head><meta charset="utf-8"><title>${q('t') || ''}</title></head><body>hi</body></html>`);
     if (p === '/og') return send(res, 200, 'text/html',
       `<html><head><meta property="og:title" content="${q('t') || ''}"></head><body></body></html>`);
+    if ((m = p.match(/^\/page\/(\w+)$/)) && PAGES[m[1]]) return send(res, 200, 'text/html', PAGES[m[1]]);
     if (p === '/html') return send(res, 200, 'text/html', q('b') || '');
     if (p === '/slow') return setTimeout(() => send(res, 200, 'text/plain', 'slow'), Number(q('ms') || 1000));
     if (p === '/endless') {
