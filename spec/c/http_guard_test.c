@@ -74,6 +74,9 @@ int main(void)
     ok(http_guard_add(&g, "example.com/8", err, sizeof err) == -1, "a host with a prefix refused: %s", err);
     ok(http_guard_add(&g, "", err, sizeof err) == -1, "empty refused");
 
+    http_guard_free(&g);
+    ok(g.count == 0 && g.allow == NULL, "freed");
+
     char host[256];
     int port;
     ok(http_url_host_port("http://Example.COM/x", host, sizeof host, &port) == 0 && port == 80, "http default port");

@@ -364,6 +364,7 @@ static int read_settings(lua_State *L, int cfg_ref, struct http_settings *s, con
             const char *entry = lua_tostring(L, -1);
             if (!entry || http_guard_add(&s->guard, entry, err, sizeof err) != 0) {
                 log_error("http", "http.allow_private[%d]: %s", (int)i, entry ? err : "must be a string");
+                http_guard_free(&s->guard);
                 lua_settop(L, t - 1);
                 return -1;
             }

@@ -337,11 +337,13 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-struct http_curl *http_curl_new(uv_loop_t *loop, const struct http_settings *s)
+struct http_curl *http_curl_new(uv_loop_t *loop, struct http_settings *s)
 {
     struct http_curl *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        http_guard_free(&s->guard);
         return NULL;
+    }
     c->loop = loop;
     c->timeout_ms = s->timeout_ms;
     c->max_bytes = s->max_bytes;
@@ -350,6 +352,7 @@ struct http_curl *http_curl_new(uv_loop_t *loop, const struct http_settings *s)
     c->max_per_owner = s->max_in_flight_per_owner;
     c->max_queued = s->max_queued;
     c->guard = s->guard;
+    memset(&s->guard, 0, sizeof s->guard);
     c->user_agent = dup_or_null(s->user_agent);
     if (s->resolve_count > 0) {
         c->resolve = calloc((size_t)s->resolve_count, sizeof *c->resolve);
@@ -879,6 +882,7 @@ void http_curl_free(struct http_curl *c)
     for (int i = 0; i < c->resolve_count; i++)
         free(c->resolve[i]);
     free(c->resolve);
+    http_guard_free(&c->guard);
     while (c->owners) {
         struct http_owner *o = c->owners;
         c->owners = o->next;

@@ -25,7 +25,7 @@ struct http_settings {
     int max_in_flight_per_owner;
     int max_queued;            /* waiting beyond the caps; past it: "busy" */
     const char *user_agent;    /* copied */
-    struct http_guard guard;   /* copied; allow_private is false when empty */
+    struct http_guard guard;   /* the allow list: taken over by http_curl_new */
     const char *const *resolve;/* "host:port:addr" (as curl --resolve), copied */
     int resolve_count;
 };
@@ -69,7 +69,7 @@ typedef void (*http_done_fn)(struct http_call *r, void *ctx);
 
 /* Creating the client costs a few hundred bytes; libcurl is loaded by the
  * first http_call_submit. */
-struct http_curl *http_curl_new(uv_loop_t *loop, const struct http_settings *s);
+struct http_curl *http_curl_new(uv_loop_t *loop, struct http_settings *s);
 
 /* Builds a request. `owner` names who asks (a plugin), for the per-owner cap
  * and the metrics. timeout_ms/max_bytes 0: the defaults; follow: redirects.

@@ -34,6 +34,16 @@ int http_guard_add(struct http_guard *g, const char *entry, char *err, size_t er
         snprintf(err, errlen, "at most %d allow entries", HTTP_GUARD_MAX_ALLOW);
         return -1;
     }
+    if (g->count == g->cap) {
+        int cap = g->cap ? g->cap * 2 : 4;
+        struct http_allow *list = realloc(g->allow, (size_t)cap * sizeof *list);
+        if (!list) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        g->allow = list;
+        g->cap = cap;
+    }
     struct http_allow a;
     memset(&a, 0, sizeof a);
     char buf[HTTP_GUARD_HOST_MAX + 16];
@@ -94,6 +104,13 @@ int http_guard_add(struct http_guard *g, const char *entry, char *err, size_t er
     lower_copy(a.host, sizeof a.host, host, hostlen);
     g->allow[g->count++] = a;
     return 0;
+}
+
+void http_guard_free(struct http_guard *g)
+{
+    free(g->allow);
+    g->allow = NULL;
+    g->count = g->cap = 0;
 }
 
 static int v4_private(const unsigned char *b)

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define HTTP_GUARD_MAX_ALLOW 64
+#define HTTP_GUARD_MAX_ALLOW 256
 #define HTTP_GUARD_HOST_MAX 256
 
 struct http_allow {
@@ -20,14 +20,16 @@ struct http_allow {
     int port;
 };
 
+/* Zero-initialised is an empty list; http_guard_free releases it. */
 struct http_guard {
-    struct http_allow allow[HTTP_GUARD_MAX_ALLOW];
-    int count;
+    struct http_allow *allow;
+    int count, cap;
 };
 
 /* Adds "10.0.0.0/8", "::1/128", "192.168.1.5" (a /32) or "host:port"
  * ("[::1]:8080" for IPv6). Returns 0, or -1 with a reason in err. */
 int http_guard_add(struct http_guard *g, const char *entry, char *err, size_t errlen);
+void http_guard_free(struct http_guard *g);
 
 /* 1 when the address is one a chat-supplied URL must not reach. IPv4-mapped
  * IPv6 addresses are judged as the IPv4 address they carry. */
