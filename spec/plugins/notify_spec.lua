@@ -130,6 +130,7 @@ describe("notify plugin", function()
     local refused = posts("gen", 404)
     assert.equals(1, #refused)
     assert.equals(1, #p.logs("hook gen refused a post with 404"))
+    assert.same({}, PL.plugin_problems(p, "hook gen refused a post with 404"))
     web:hook_status("gen", 204)
   end)
 

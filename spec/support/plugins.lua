@@ -103,7 +103,8 @@ end
 
 -- Warnings and errors the feature plugins logged (each "component: msg"),
 -- but those matching `expected` (a Lua pattern).
-M.PLUGINS = { eventfilter = true, commands = true, usertracker = true, mediatracker = true, analytics = true }
+M.PLUGINS = { eventfilter = true, commands = true, usertracker = true, mediatracker = true, analytics = true,
+  links = true, notify = true }
 function M.plugin_problems(p, expected)
   local out = {}
   for _, l in ipairs(p.lines()) do
