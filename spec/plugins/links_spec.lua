@@ -34,6 +34,7 @@ end)
 
 describe("links plugin", function()
   local srv, web, p, dbname, url
+  local health = h.free_port()
 
   setup(function()
     srv = cytube.start({ usercount_throttle = 0 })
@@ -45,6 +46,7 @@ describe("links plugin", function()
       url = url,
       config = { links = { rooms = { "testroom" }, deny_domains = { "denied.example" }, user_limit = 3, room_limit = 8 } },
       env = {
+        DAZ_HEALTH__PORT = tostring(health),
         DAZ_HTTP__ALLOW_PRIVATE__1 = "127.0.0.1:" .. web.port,
         DAZ_HTTP__RESOLVE__1 = "denied.example:" .. web.port .. ":127.0.0.1",
         DAZ_HTTP__RESOLVE__2 = "youtu.be:" .. web.port .. ":127.0.0.1",
@@ -88,6 +90,20 @@ describe("links plugin", function()
     local said = titles()
     assert.same({ "Café & Bar <3", 'The OG "Title"', "me dances", long.data.msg }, said)
     for _, line in ipairs(said) do assert.is_nil(line:match("^/")) end
+  end)
+
+  it("cannot be made to fetch a private address from chat (the SSRF guard)", function()
+    -- The health server is on loopback and not in http.allow_private.
+    local metrics = ("http://127.0.0.1:%d/metrics"):format(health)
+    assert.equals(200, (h.http("GET", metrics)))
+    local before = #titles()
+    srv:chat("testroom", "mallory", "see " .. metrics)
+    srv:chat("testroom", "mallory", web.url .. "/redirect?to=" .. metrics)
+    PL.wait(function()
+      local _, text = h.http("GET", metrics)
+      return text:find('daz_http_requests_total{plugin="links",outcome="refused"} 2\n', 1, true)
+    end, 15, "two refused fetches in the metrics")
+    assert.equals(before, #titles())
   end)
 
   it("limits each user and each room", function()

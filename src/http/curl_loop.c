@@ -305,23 +305,33 @@ static int ensure_multi(struct http_curl *c, const char **err)
         *err = C.error;
         return -1;
     }
-    for (int i = 0; i < c->resolve_count; i++) {
-        struct curl_slist *l = C.slist_append(c->resolve_list, c->resolve[i]);
-        if (!l) {
-            *err = "out of memory";
-            return -1;
+    if (c->resolve_count > 0 && !c->resolve_list) { /* once, even if a later step fails */
+        struct curl_slist *list = NULL;
+        for (int i = 0; i < c->resolve_count; i++) {
+            struct curl_slist *l = C.slist_append(list, c->resolve[i]);
+            if (!l) {
+                C.slist_free_all(list);
+                *err = "out of memory";
+                return -1;
+            }
+            list = l;
         }
-        c->resolve_list = l;
+        c->resolve_list = list;
     }
     c->multi = C.multi_init();
     if (!c->multi) {
         *err = "http unavailable: curl_multi_init failed";
         return -1;
     }
-    C.multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    C.multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    C.multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-    C.multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    if (C.multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        C.multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+        C.multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_set) != CURLM_OK ||
+        C.multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
+        C.multi_cleanup(c->multi);
+        c->multi = NULL;
+        *err = "http unavailable: curl_multi_setopt failed";
+        return -1;
+    }
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     c->timer_open = 1;
@@ -573,25 +583,26 @@ static int setup_easy(struct http_call *r)
         return -1;
     r->easy = e;
     r->errbuf[0] = '\0';
-    C.easy_setopt(e, CURLOPT_URL, r->url);
-    C.easy_setopt(e, CURLOPT_PRIVATE, r);
-    C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    C.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    C.easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
-    C.easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
-    C.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    C.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
-    C.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    C.easy_setopt(e, CURLOPT_WRITEDATA, r);
-    C.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    C.easy_setopt(e, CURLOPT_HEADERDATA, r);
-    C.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
-    C.easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-    C.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    C.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    int bad = 0; /* any option libcurl refuses (an old libcurl) fails the request */
+    bad |= C.easy_setopt(e, CURLOPT_URL, r->url) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_PRIVATE, r) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_HEADERDATA, r) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_OPENSOCKETDATA, r) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK;
     if (c->user_agent)
-        C.easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+        bad |= C.easy_setopt(e, CURLOPT_USERAGENT, c->user_agent) != CURLE_OK;
     for (int i = 0; i < r->header_lines_count; i++) {
         struct curl_slist *l = C.slist_append(r->headers, r->header_lines[i]);
         if (!l)
@@ -599,20 +610,20 @@ static int setup_easy(struct http_call *r)
         r->headers = l;
     }
     if (r->headers)
-        C.easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+        bad |= C.easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) != CURLE_OK;
     if (c->resolve_list)
-        C.easy_setopt(e, CURLOPT_RESOLVE, c->resolve_list);
+        bad |= C.easy_setopt(e, CURLOPT_RESOLVE, c->resolve_list) != CURLE_OK;
     if (strcmp(r->method, "HEAD") == 0) {
-        C.easy_setopt(e, CURLOPT_NOBODY, 1L);
+        bad |= C.easy_setopt(e, CURLOPT_NOBODY, 1L) != CURLE_OK;
     } else if (r->body) {
-        C.easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-        C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        bad |= C.easy_setopt(e, CURLOPT_POSTFIELDS, r->body) != CURLE_OK;
+        bad |= C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len) != CURLE_OK;
         if (strcmp(r->method, "POST") != 0)
-            C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+            bad |= C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) != CURLE_OK;
     } else if (strcmp(r->method, "GET") != 0) {
-        C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+        bad |= C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) != CURLE_OK;
     }
-    if (C.multi_add_handle(c->multi, e) != CURLM_OK)
+    if (bad || C.multi_add_handle(c->multi, e) != CURLM_OK)
         return -1;
     return 0;
 }
@@ -675,7 +686,7 @@ int http_call_submit(struct http_call *r, http_done_fn done, void *ctx, const ch
     c->stats.requests++;
     if (has_room(c, r) && c->queued.count == 0) {
         if (start(r) != 0) {
-            *err = "out of memory";
+            *err = "http: cannot set up the request";
             count(r, HTTP_ERROR);
             return -1;
         }
@@ -700,7 +711,7 @@ static void start_queued(struct http_curl *c)
         if (r->owner->in_flight < c->max_per_owner) {
             list_remove(&c->queued, r);
             if (start(r) != 0) {
-                fail(r, HTTP_ERROR, "out of memory", NULL);
+                fail(r, HTTP_ERROR, "http: cannot set up the request", NULL);
                 r->state = REQ_FAILED;
                 list_push(&c->failed, r);
                 uv_timer_start(&c->timer, on_timer, 0, 0);
