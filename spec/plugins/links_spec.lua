@@ -32,6 +32,33 @@ describe("links (lua/lib/links.lua)", function()
   end)
 end)
 
+describe("links plugin: settings and what it skips", function()
+  local function plugin(cfg)
+    local P = dofile(h.root .. "/lua/plugins/links.lua")
+    P:init(nil, cfg)
+    return P
+  end
+
+  it("fetches only allowed domains, never denied ones or media", function()
+    local P = plugin({ rooms = { "r" }, allow_domains = { "good.example" }, deny_domains = { "bad.good.example" } })
+    assert.is_nil(P:skip_reason("http://good.example/a"))
+    assert.is_nil(P:skip_reason("https://www.good.example:8443/a"))
+    assert.equals("not allowed", P:skip_reason("http://other.example/"))
+    assert.equals("denied", P:skip_reason("http://x.bad.good.example/"))
+    assert.equals("media", P:skip_reason("https://www.youtube.com/watch?v=x"))
+    assert.equals("media", P:skip_reason("https://good.example/pic.JPG?size=2"))
+    local all = plugin({ rooms = { "r" }, skip_media = false })
+    assert.is_nil(all:skip_reason("https://youtu.be/x"))
+  end)
+
+  it("refuses unknown or mistyped settings", function()
+    assert.has_error(function() plugin({ roomz = {} }) end, "plugins.links.roomz: unknown key")
+    assert.has_error(function() plugin({ window = "1h" }) end, "plugins.links.window: expected a number, got string")
+    assert.has_error(function() plugin({ rooms = { 1 } }) end, "plugins.links.rooms: expected a list of strings")
+    assert.has_error(function() plugin({ user_limit = -1 }) end, "plugins.links.user_limit: must not be negative")
+  end)
+end)
+
 describe("links plugin", function()
   local srv, web, p, dbname, url
   local health = h.free_port()

@@ -15,6 +15,32 @@ local function media(id, title)
            paused = false }
 end
 
+describe("notify plugin: settings", function()
+  local function init(cfg)
+    local P = dofile(h.root .. "/lua/plugins/notify.lua")
+    P:init(nil, cfg)
+    return P
+  end
+
+  it("checks each hook", function()
+    local P = init({ hooks = { a = { url = "https://x.example/h", events = { "kicked", "keyword" }, keywords = { "Pizza" } } } })
+    assert.equals(1, #P.hooks)
+    assert.same({ "pizza" }, P.hooks[1].keywords)
+    assert.equals("discord", P.hooks[1].format)
+    assert.has_error(function() init({ hookz = {} }) end, "plugins.notify.hookz: unknown key")
+    assert.has_error(function() init({ hooks = { a = { url = "ftp://x" } } }) end,
+      "plugins.notify.hooks.a.url: must be an http:// or https:// URL")
+    assert.has_error(function() init({ hooks = { a = { url = "http://x", format = "xml" } } }) end,
+      "plugins.notify.hooks.a.format: must be discord or json")
+    assert.has_error(function() init({ hooks = { a = { url = "http://x", events = { "dance" } } } }) end,
+      'plugins.notify.hooks.a.events: unknown event "dance"')
+    assert.has_error(function() init({ hooks = { a = { url = "http://x", events = { "keyword" } } } }) end,
+      "plugins.notify.hooks.a.keywords: the keyword event needs keywords")
+    assert.has_error(function() init({ hooks = { a = { url = "http://x", colour = 1 } } }) end,
+      "plugins.notify.hooks.a.colour: unknown key")
+  end)
+end)
+
 describe("notify plugin", function()
   local srv, web, p, dbname, url
 
@@ -144,6 +170,15 @@ describe("notify plugin", function()
       for _, post in ipairs(posts("disc")) do if post.json.content == "Joined testroom" then n = n + 1 end end
       return n == 2
     end, 30, "joined again")
+    -- A dropped connection is a lost room; the bot comes back.
+    srv:drop("testroom", "dazbot")
+    local lost = wait_post("gen", function(j) return j.event == "lost" end, "the lost post")
+    assert.matches("^Lost testroom: ", lost.json.text)
+    PL.wait(function()
+      local n = 0
+      for _, post in ipairs(posts("disc")) do if post.json.content == "Joined testroom" then n = n + 1 end end
+      return n == 3
+    end, 30, "joined a third time")
     srv:chat("testroom", "alice", "replay-now")
     wait_post("disc", function(j) return j.content:find("Live Song", 1, true) end, "the live media change")
     h.sleep(0.5)
