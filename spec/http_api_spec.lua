@@ -237,9 +237,20 @@ describe("http API", function()
           if n == 6 then result("busy", out) end
         end, { concurrent = true })
         self.bus:after(1, function() for i = 1, 6 do self.bus:publish("go", {}) end end)
+        -- A request's timeout counts while it waits in the queue.
+        self.bus:subscribe("hold", function() http.get(WEB .. "/slow?ms=1500") end, { concurrent = true })
+        self.bus:subscribe("short", function()
+          local t0 = daz.uptime()
+          local resp, err = http.get(WEB .. "/slow?ms=10", { timeout_ms = 300 })
+          result("queued_timeout", { err = err, ms = (daz.uptime() - t0) * 1000 })
+        end, { concurrent = true })
+        self.bus:after(2000, function() self.bus:publish("hold", {}); self.bus:publish("short", {}) end)
       end
       return P ]] }, allow_web(", max_in_flight_per_plugin = 1, max_queued = 2"))
     assert.same({ ok = 3, busy = 3, other = 0 }, p.wait_result("busy", 20))
+    local q = p.wait_result("queued_timeout", 20)
+    assert.equals("timeout", q.err)
+    assert.is_true(q.ms >= 250 and q.ms < 1200, "took " .. q.ms .. " ms")
   end)
 
   it("cancels requests in flight when the plugin reloads; nothing calls back into the old code", function()

@@ -79,6 +79,7 @@ struct http_call {
     http_done_fn done;
     void *ctx;
     double started;
+    long left_ms;      /* of timeout_ms when it starts (it may have waited in the queue) */
     int refused, too_large;
     size_t body_cap, header_cap;
     struct http_response resp;
@@ -103,7 +104,8 @@ struct http_curl {
     int resolve_count;
     struct curl_slist *resolve_list;
     CURLM *multi;
-    uv_timer_t timer;
+    uv_timer_t timer;       /* libcurl's */
+    uv_timer_t queue_timer; /* expires queued requests, delivers failed ones */
     int timer_open;
     int closing;
     struct list running, queued, failed;
@@ -208,6 +210,7 @@ static int load_curl(void)
 
 static void check_done(struct http_curl *c);
 static void deliver_failed(struct http_curl *c);
+static void arm_queue_timer(struct http_curl *c);
 
 static void on_sock_closed(uv_handle_t *h)
 {
@@ -281,7 +284,6 @@ static void on_timer(uv_timer_t *t)
     int running;
     C.multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(c);
-    deliver_failed(c);
 }
 
 static int on_timer_set(CURLM *m, long timeout_ms, void *userp)
@@ -334,6 +336,8 @@ static int ensure_multi(struct http_curl *c, const char **err)
     }
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(c->loop, &c->queue_timer);
+    c->queue_timer.data = c;
     c->timer_open = 1;
     c->stats.loaded = 1;
     log_info("http", "libcurl loaded");
@@ -591,7 +595,7 @@ static int setup_easy(struct http_call *r)
     bad |= C.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK;
     bad |= C.easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L) != CURLE_OK;
     bad |= C.easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects) != CURLE_OK;
-    bad |= C.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
+    bad |= C.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->left_ms) != CURLE_OK;
     bad |= C.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes) != CURLE_OK;
     bad |= C.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
     bad |= C.easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
@@ -647,6 +651,9 @@ static void start_queued(struct http_curl *c);
 static int start(struct http_call *r)
 {
     struct http_curl *c = r->c;
+    r->left_ms = r->timeout_ms - (long)((now_seconds() - r->started) * 1000);
+    if (r->left_ms < 1)
+        r->left_ms = 1;
     if (setup_easy(r) != 0) {
         if (r->easy) {
             C.easy_cleanup(r->easy);
@@ -699,26 +706,59 @@ int http_call_submit(struct http_call *r, http_done_fn done, void *ctx, const ch
     }
     r->state = REQ_QUEUED;
     list_push(&c->queued, r);
+    arm_queue_timer(c);
     return 0;
 }
 
-/* Queued requests whose owner and the client have room, in order. */
+static void to_failed(struct http_curl *c, struct http_call *r, enum http_outcome o, const char *why)
+{
+    fail(r, o, why, NULL);
+    r->state = REQ_FAILED;
+    list_push(&c->failed, r);
+}
+
+/* Queued requests: those past their timeout fail, those whose owner and the
+ * client have room start, in order. */
 static void start_queued(struct http_curl *c)
 {
+    double now = now_seconds();
     struct http_call *r = c->queued.head;
-    while (r && c->running.count < c->max_in_flight) {
+    while (r) {
         struct http_call *next = r->next;
-        if (r->owner->in_flight < c->max_per_owner) {
+        if ((now - r->started) * 1000 >= (double)r->timeout_ms) {
             list_remove(&c->queued, r);
-            if (start(r) != 0) {
-                fail(r, HTTP_ERROR, "http: cannot set up the request", NULL);
-                r->state = REQ_FAILED;
-                list_push(&c->failed, r);
-                uv_timer_start(&c->timer, on_timer, 0, 0);
-            }
+            to_failed(c, r, HTTP_TIMEOUT, "timeout");
+        } else if (c->running.count < c->max_in_flight && r->owner->in_flight < c->max_per_owner) {
+            list_remove(&c->queued, r);
+            if (start(r) != 0)
+                to_failed(c, r, HTTP_ERROR, "http: cannot set up the request");
         }
         r = next;
     }
+    arm_queue_timer(c);
+}
+
+static void on_queue_timer(uv_timer_t *t)
+{
+    struct http_curl *c = t->data;
+    start_queued(c);
+    deliver_failed(c); /* done callbacks: nothing of ours is used after them */
+    arm_queue_timer(c);
+}
+
+/* Failed requests are delivered on the next turn (never from inside
+ * http_call_submit or http_call_cancel); queued ones are looked at every
+ * 100 ms for their timeout. */
+static void arm_queue_timer(struct http_curl *c)
+{
+    if (c->closing || !c->timer_open)
+        return;
+    if (c->failed.count > 0)
+        uv_timer_start(&c->queue_timer, on_queue_timer, 0, 0);
+    else if (c->queued.count > 0)
+        uv_timer_start(&c->queue_timer, on_queue_timer, 100, 0);
+    else
+        uv_timer_stop(&c->queue_timer);
 }
 
 static void deliver_failed(struct http_curl *c)
@@ -880,6 +920,8 @@ void http_curl_close(struct http_curl *c)
     if (c->timer_open) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, NULL);
+        uv_timer_stop(&c->queue_timer);
+        uv_close((uv_handle_t *)&c->queue_timer, NULL);
         c->timer_open = 0;
     }
 }
