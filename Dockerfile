@@ -9,7 +9,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config lua5.4 \
       libwebsockets-dev libuv1-dev libpq-dev liblua5.4-dev \
-      libmicrohttpd-dev libjansson-dev libssl-dev \
+      libmicrohttpd-dev libjansson-dev libssl-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,7 +26,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libwebsockets17 libwebsockets-evlib-uv libuv1 libpq5 liblua5.4-0 lua-cjson \
-      libmicrohttpd12 libjansson4 libssl3 ca-certificates curl \
+      libmicrohttpd12 libjansson4 libssl3 libcurl4 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system daz \
  && useradd --system --gid daz --home-dir /opt/daz --no-create-home --shell /usr/sbin/nologin daz

@@ -74,5 +74,12 @@ return {
     --   default = { max_attempts = 5, base_ms = 5000, max_ms = 300000, multiplier = 2, jitter = 0.25, timeout_ms = 10000 },
     -- } },
     -- plugin_stats = { interval_ms = 60000 },     -- plugin performance into daz_plugin_stats
+    -- links = { rooms = { "mychannel" },         -- say linked pages' titles, only in these rooms
+    --   allow_domains = {}, deny_domains = {}, skip_media = true, window = 3600,
+    --   room_limit = 5, room_seconds = 60, user_limit = 2, user_seconds = 60, max_urls = 2 },
+    -- notify = { timeout_ms = 5000, hooks = {     -- webhooks (Discord or JSON) for room events
+    --   discord = { url = "https://discord.com/api/webhooks/ID/TOKEN", format = "discord",
+    --     events = { "now_playing", "kicked" }, keywords = {} },
+    -- } },
   },
 }

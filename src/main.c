@@ -21,6 +21,8 @@
 #include "host/host.h"
 #include "host/rooms_binding.h"
 #include "host/db_binding.h"
+#include "host/http_binding.h"
+#include "http/metrics.h"
 #include "cytube/backoff_store.h"
 #include "postgres/sql_plugin.h"
 #include "postgres/metrics.h"
@@ -155,6 +157,7 @@ static void app_finish_shutdown(void *ctx)
     if (app->host) {
         host_close(app->host);
         lua_db_close(app->host);
+        lua_http_close(app->host);
         lua_api_close(app->host);
     }
 }
@@ -336,6 +339,8 @@ static int app_start(struct app *app)
     }
     if (lua_db_open(app->L, app->host, sql_pool(app->sql), sql_writer(app->sql), sql_spool(app->sql)) != 0)
         return -1;
+    if (lua_http_open(app->L, app->host, app->loop, app->cfg.lua_ref) != 0)
+        return -1;
     sql_start(app->sql, on_sql_ready, app);
     /* Queued now, so it is the first query on the first connection: the
      * rooms can then connect (discovery, WebSocket, handshake: ~20 ms) while
@@ -375,7 +380,8 @@ static int app_start_rest(struct app *app)
     }
     app->sql_health = (struct sql_health){app->sql, &app->sql_ready};
     if (metrics_add_provider(app->metrics, sql_metrics, &app->sql_health) != 0 ||
-        metrics_add_provider(app->metrics, cytube_metrics, app->rooms) != 0) { /* rooms: state, counters */
+        metrics_add_provider(app->metrics, cytube_metrics, app->rooms) != 0 || /* rooms: state, counters */
+        metrics_add_provider(app->metrics, http_metrics, lua_http_curl()) != 0) {
         log_error("main", "cannot set up health reporting for the rooms");
         return -1;
     }
@@ -602,6 +608,7 @@ int main(int argc, char **argv)
     metrics_free(app.metrics);
     lua_close(app.L);
     host_free(app.host);
+    lua_http_free();
     sql_free(app.sql);
     room_backoff_free(app.backoff);
     bus_free(app.bus);

@@ -29,6 +29,21 @@ local function channel_check(v)
   end
 end
 
+local function http_allow_check(v)
+  local addr, prefix = v:match("^([%x:.]+)/(%d+)$")
+  if addr and (addr:find(":") or addr:match("^%d+%.%d+%.%d+%.%d+$")) then return end
+  if v:match("^%d+%.%d+%.%d+%.%d+$") or v:match("^[%x:]*:[%x:]*$") and not v:match("^[^:]+:%d+$") then return end
+  local port = v:match("^%[[%x:.]+%]:(%d+)$") or v:match("^[^:/%[%]%s]+:(%d+)$")
+  if port and tonumber(port) >= 1 and tonumber(port) <= 65535 then return end
+  return ("must be a CIDR (10.0.0.0/8, fd00::/8), an address, or host:port, got %q"):format(v)
+end
+
+local function http_resolve_check(v)
+  if not v:match("^[^:%s]+:%d+:.+$") then
+    return ("must be host:port:address (as curl's --resolve), got %q"):format(v)
+  end
+end
+
 local room = record({
   channel = str { required = true, check = channel_check },
   username = str { check = nonempty },        -- absent: join without logging in
@@ -174,6 +189,20 @@ M.schema = record({
     live_timeout_ms = int { default = 5000, check = range(100, 600000) },
     -- How often the loop rebuilds the documents the server hands out.
     refresh_ms = int { default = 1000, check = range(50, 60000) },
+  }, { default = {} }),
+  -- The Lua `http` API (src/http/): limits, and the SSRF guard's exceptions.
+  http = record({
+    timeout_ms = int { default = 10000, check = range(100, 600000) },         -- per request, unless it says
+    max_bytes = int { default = 1048576, check = range(1, 1 << 30) },         -- body cap: "too large" past it
+    max_redirects = int { default = 5, check = range(0, 50) },
+    max_in_flight = int { default = 64, check = range(1, 100000) },           -- overall ...
+    max_in_flight_per_plugin = int { default = 16, check = range(1, 100000) }, -- ... and per plugin; the rest wait
+    max_queued = int { default = 1000, check = range(0, 1000000) },           -- waiting at most; then "busy"
+    -- Private, loopback and link-local destinations allowed anyway: "10.0.0.0/8", "host:port".
+    allow_private = array(str { check = http_allow_check }, { default = {} }),
+    -- "host:port:address" pins, as curl's --resolve (tests, split-horizon DNS).
+    resolve = array(str { check = http_resolve_check }, { default = {} }),
+    user_agent = str { check = nonempty },                                    -- default daz/<version>
   }, { default = {} }),
   log = record({
     level = enum({ "debug", "info", "warn", "error" }, { default = "info" }),

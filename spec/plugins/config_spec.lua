@@ -38,7 +38,7 @@ describe("feature plugin settings", function()
     assert.truthy(settings:find("spam_ignore = 60", 1, true), settings)
     local p = start(settings)
     local line = p.wait_log("plugin%(s%) started", 20)
-    for _, name in ipairs({ "eventfilter", "commands", "usertracker", "mediatracker", "analytics" }) do
+    for _, name in ipairs({ "eventfilter", "commands", "usertracker", "mediatracker", "analytics", "links", "notify" }) do
       assert.truthy(line.msg:find(name, 1, true), name .. " did not start: " .. line.msg)
     end
     assert.equals(0, p.stop_clean())

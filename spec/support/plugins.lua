@@ -10,6 +10,20 @@ local cjson = require("cjson")
 local M = {}
 
 -- After a spec file: stop daz and the test server, drop the spec's database.
+-- A shipped plugin, loaded and initialised (without a bus) outside daz, its
+-- settings checked against its declared schema the way the plugin manager
+-- does; a problem raises "plugins.<name>.<key>: ..." (one per line).
+function M.init_plugin(name, cfg)
+  local S = require("core.schema")
+  local P = dofile(h.root .. "/lua/plugins/" .. name .. ".lua")
+  local fields = { enabled = S.bool {} }
+  for k, v in pairs(P.settings or {}) do fields[k] = v end
+  local out, problems = S.check(S.record(fields, { default = {} }), cfg, "plugins." .. name)
+  if not out then error(table.concat(problems, "\n"), 0) end
+  P:init(nil, out)
+  return P
+end
+
 function M.cleanup(p, srv, dbname)
   if p and p.running() then p.stop_clean() end
   if srv then srv:stop() end
@@ -103,7 +117,8 @@ end
 
 -- Warnings and errors the feature plugins logged (each "component: msg"),
 -- but those matching `expected` (a Lua pattern).
-M.PLUGINS = { eventfilter = true, commands = true, usertracker = true, mediatracker = true, analytics = true }
+M.PLUGINS = { eventfilter = true, commands = true, usertracker = true, mediatracker = true, analytics = true,
+  links = true, notify = true }
 function M.plugin_problems(p, expected)
   local out = {}
   for _, l in ipairs(p.lines()) do

@@ -787,6 +787,7 @@ struct host *host_new(uv_loop_t *loop, struct bus *bus, lua_State *L, const stru
     h->loop = loop;
     h->bus = bus;
     h->L = L;
+    *(struct task **)lua_getextraspace(L) = NULL; /* no task: threads copy this, so waits outside a task refuse */
     h->opt = *opts;
     if (h->opt.instruction_budget <= 0 || h->opt.instruction_budget > 0x7fffffff)
         h->opt.instruction_budget = 10000000;

@@ -7,6 +7,7 @@
  * through the hooks api.c registers):
  *   api.c           the `daz` module, event objects, timers; the `core` table
  *   db_binding.c    daz.db (uses the postgres writer and pool)
+ *   http_binding.c  the `http` global (uses src/http: libcurl on the loop)
  *   rooms_binding.c the rooms' commands for Lua
  *   manager.c       start/stop/reload/status through lua/core/plugins.lua,
  *                   and the core functions it drives plugin slots with
