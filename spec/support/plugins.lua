@@ -71,16 +71,21 @@ end
 -- Wait for the bot to send `event` (chatMsg or pm) whose msg matches pattern,
 -- newer than `since` (a seq); returns the received entry.
 function M.wait_sent(srv, channel, event, pattern, timeout, since)
-  local cursor = since
-  return M.wait(function()
+  local cursor, seen = since, {}
+  local ok, found = pcall(M.wait, function()
     for _, e in ipairs(srv:received(channel, cursor)) do
       cursor = e.seq
-      if e.event == event and type(e.data) == "table" and type(e.data.msg) == "string"
-          and e.data.msg:find(pattern) then
-        return e
+      if e.event == event and type(e.data) == "table" and type(e.data.msg) == "string" then
+        if e.data.msg:find(pattern) then return e end
+        seen[#seen + 1] = e.data.msg
       end
     end
   end, timeout or 10, ("the bot to send %s matching %q"):format(event, pattern))
+  if not ok then
+    -- Say what it did send: a near miss is most of the diagnosis.
+    error(("%s; it sent instead: %s"):format(found, #seen > 0 and table.concat(seen, " | ") or "nothing"), 2)
+  end
+  return found
 end
 
 -- Everything the bot sent as `event` (chatMsg/pm), msg texts in order.
